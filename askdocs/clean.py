@@ -1,0 +1,277 @@
+"""Clean: turn a file's decoded text into clean text plus its structure.
+
+Every format is brought to the same shape, a ``Document`` whose ``text`` keeps
+headings, code and tables, and whose ``sections`` map character ranges to a
+heading path (``Index Vector Fields > Overview``).  HTML goes through
+trafilatura (main-content extraction drops navigation, headers and footers) to
+Markdown; Markdown's headings are found by markdown-it-py, so that ``#`` lines
+inside code fences are not mistaken for headings.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from askdocs.errors import LoadError
+from askdocs.load import RawDocument
+
+#: Bumped whenever cleaning changes its output, so existing indexes re-ingest.
+CLEAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Section:
+    start: int
+    end: int
+    path: str  # heading path, outermost first, joined with " > "
+
+
+@dataclass
+class Document:
+    source: str
+    root: str
+    fmt: str
+    title: str
+    text: str
+    content_hash: str
+    sections: list[Section] = field(default_factory=list)
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- headings
+
+
+def markdown_sections(text: str) -> tuple[list[Section], str | None]:
+    """Sections of a Markdown text and its first H1 (a fallback title).
+
+    markdown-it gives each heading's line span, which is what we need to map
+    text offsets to heading paths while ignoring ``#`` lines in code blocks.
+    """
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    line_starts = [0]
+    for m in re.finditer("\n", text):
+        line_starts.append(m.end())
+    headings: list[tuple[int, int, str]] = []  # (offset, level, text)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map:
+            title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
+            title = _strip_inline_markdown(title)
+            if title:
+                headings.append((line_starts[tok.map[0]], int(tok.tag[1]), title))
+    return _sections_from_headings(text, headings), next((t for _, lvl, t in headings if lvl == 1), None)
+
+
+def _sections_from_headings(text: str, headings: list[tuple[int, int, str]]) -> list[Section]:
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    if not headings or headings[0][0] > 0:
+        sections.append(Section(0, headings[0][0] if headings else len(text), ""))
+    for n, (offset, level, title) in enumerate(headings):
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title))
+        end = headings[n + 1][0] if n + 1 < len(headings) else len(text)
+        sections.append(Section(offset, end, " > ".join(t for _, t in stack)))
+    return [s for s in sections if s.end > s.start]
+
+
+_INLINE_MD = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|[*_`]+")
+
+
+def _strip_inline_markdown(s: str) -> str:
+    return _INLINE_MD.sub(lambda m: m.group(1) or "", s).strip()
+
+
+# --------------------------------------------------------------------------- markdown
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_HTML_HEADING = re.compile(r"<h([1-6])\b[^>]*>(.*?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+# Only real HTML element names are stripped: docs are full of placeholders like <your_token>.
+_TAG_NAMES = (
+    "a|abbr|b|big|blockquote|body|br|button|caption|center|cite|code|col|colgroup|dd|del|details|div|dl|dt|em|"
+    "figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|ins|kbd|label|li|link|main|"
+    "mark|meta|nav|ol|p|picture|pre|q|s|samp|section|small|source|span|strike|strong|style|sub|summary|sup|svg|"
+    "table|tbody|td|tfoot|th|thead|tr|tt|u|ul|var|video"
+)
+_CELL_TAG = re.compile(r"</t[dh]\s*>", re.IGNORECASE)
+_BLOCK_TAG = re.compile(
+    r"</?(?:br|p|div|tr|table|thead|tbody|tfoot|ul|ol|li|dl|dt|dd|blockquote|pre|hr|section|details|summary|"
+    r"figure|figcaption|caption|h[1-6])\b[^>]*>",
+    re.IGNORECASE,
+)
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
+_ANY_TAG = re.compile(rf"</?(?:{_TAG_NAMES})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+def _reduce_html(segment: str) -> str:
+    """Inline HTML in Markdown reduced to its text; table cells stay apart."""
+    segment = _SCRIPT_STYLE.sub("", segment)
+    segment = _HTML_COMMENT.sub("", segment)
+    segment = _HTML_HEADING.sub(lambda m: "\n" + "#" * int(m.group(1)) + " " + _ANY_TAG.sub("", m.group(2)).strip() + "\n", segment)
+    segment = _CELL_TAG.sub(" | ", segment)
+    segment = _BLOCK_TAG.sub("\n", segment)
+    segment = _ANY_TAG.sub("", segment)
+    # Link targets and image paths are markup, not content: keep the visible text only.
+    segment = _MD_LINK.sub(r"\1", _MD_IMAGE.sub(r"\1", segment))
+    return html.unescape(segment) if "&" in segment else segment
+
+
+def strip_inline_html(md: str) -> str:
+    """Reduce HTML outside fenced code blocks; code is kept byte for byte."""
+    out: list[str] = []
+    buf: list[str] = []
+    fence: str | None = None
+    for line in md.splitlines(keepends=True):
+        m = _FENCE.match(line)
+        if fence is None and m:
+            out.append(_reduce_html("".join(buf)))
+            buf = []
+            fence = m.group(1)[0] * len(m.group(1))
+            out.append(line)
+        elif fence is not None:
+            out.append(line)
+            if line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
+                fence = None
+        else:
+            buf.append(line)
+    out.append(_reduce_html("".join(buf)))
+    return _BLANK_RUNS.sub("\n\n", "".join(out)).strip()
+
+
+def _front_matter(text: str) -> tuple[dict[str, object], str]:
+    import frontmatter
+    import yaml
+
+    try:
+        meta, body = frontmatter.parse(text)
+    except (yaml.YAMLError, ValueError, TypeError):
+        return {}, text  # malformed front matter is kept as text rather than losing the file
+    return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}, body
+
+
+def _clean_markdown(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    meta, body = _front_matter(raw.text)
+    text = strip_inline_html(body)
+    sections, h1 = markdown_sections(text)
+    title = meta.get("title") if isinstance(meta.get("title"), str) else None
+    return text, title or h1, sections, meta
+
+
+# --------------------------------------------------------------------------- html
+
+
+def html_to_markdown(markup: str) -> tuple[str | None, str]:
+    """Main content of an HTML page as Markdown, and the page title.
+
+    trafilatura finds the main content (no nav, header, footer, scripts) and
+    writes headings, lists, code and tables as Markdown.
+    """
+    import trafilatura
+    from trafilatura.metadata import extract_metadata
+
+    text = trafilatura.extract(
+        markup,
+        output_format="markdown",
+        include_tables=True,
+        include_formatting=True,
+        include_comments=False,
+        include_links=False,
+        include_images=False,
+        favor_recall=True,
+        deduplicate=False,
+    )
+    meta = extract_metadata(markup)
+    title = meta.title if meta is not None and meta.title else None
+    return title, text or ""
+
+
+def _clean_html(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    title, text = html_to_markdown(raw.text)
+    text = _BLANK_RUNS.sub("\n\n", text).strip()
+    sections, h1 = markdown_sections(text)
+    return text, title or h1, sections, {}
+
+
+# --------------------------------------------------------------------------- text, rst, pdf
+
+_RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>])\1{2,}\s*$")
+
+
+def _clean_rst(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    """reST headings: a title line underlined (and optionally overlined) by one repeated character.
+
+    docutils would build a whole doctree to learn the same; the adornment rule is all we need.
+    """
+    text = raw.text.replace("\r\n", "\n").strip()
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    levels: list[str] = []
+    headings: list[tuple[int, int, str]] = []
+    for i in range(1, len(lines)):
+        m = _RST_ADORN.match(lines[i])
+        title = lines[i - 1].strip()
+        if m and title and not _RST_ADORN.match(lines[i - 1]) and len(lines[i].rstrip()) >= len(title):
+            overlined = i >= 2 and lines[i - 2].strip() == lines[i].strip()
+            key = m.group(1) + ("o" if overlined else "")
+            if key not in levels:
+                levels.append(key)
+            start = offsets[i - 2] if overlined else offsets[i - 1]
+            headings.append((start, levels.index(key) + 1, title))
+    sections = _sections_from_headings(text, headings)
+    return text, next((t for _, lvl, t in headings if lvl == 1), None), sections, {}
+
+
+def _clean_text(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    text = raw.text.replace("\r\n", "\n").strip()
+    return text, None, [Section(0, len(text), "")], {}
+
+
+def _clean_pdf(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    starts = raw.page_starts or [0]
+    ends = starts[1:] + [len(raw.text)]
+    sections = [Section(s, e, f"Page {n}") for n, (s, e) in enumerate(zip(starts, ends, strict=True), 1) if e > s]
+    return raw.text, raw.pdf_title, sections, {"pages": len(starts)}
+
+
+_CLEANERS: dict[str, Callable[[RawDocument], tuple[str, str | None, list[Section], dict[str, object]]]] = {
+    "markdown": _clean_markdown,
+    "html": _clean_html,
+    "rst": _clean_rst,
+    "text": _clean_text,
+    "pdf": _clean_pdf,
+}
+
+
+def clean(raw: RawDocument) -> Document:
+    """Clean one document; raise ``LoadError`` when nothing readable remains."""
+    try:
+        text, title, sections, meta = _CLEANERS[raw.file.fmt](raw)
+    except LoadError:
+        raise
+    except RecursionError:
+        raise LoadError("document is nested too deeply to parse") from None
+    if not text.strip():
+        raise LoadError("no text left after cleaning")
+    title = (title or "").strip() or PurePosixPath(raw.file.source).stem.replace("_", " ").replace("-", " ")
+    return Document(
+        source=raw.file.source,
+        root=str(raw.file.root),
+        fmt=raw.file.fmt,
+        title=title,
+        text=text,
+        content_hash=raw.content_hash,
+        sections=sections or [Section(0, len(text), "")],
+        metadata=meta,
+    )

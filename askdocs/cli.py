@@ -1,0 +1,360 @@
+"""The ``askdocs`` command line, a thin typer layer over ``askdocs.Index``.
+
+Heavy modules (torch, sentence-transformers, pymilvus) are imported inside the
+commands, so ``askdocs --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="askdocs",
+    help="Answers from your own documents, with sources. Ingest folders into Milvus, then search them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+_state: dict[str, Any] = {"debug": False}
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and chatter from the libraries underneath are not ours to show."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for name in ("sentence_transformers", "transformers", "huggingface_hub", "pymilvus", "milvus_lite", "trafilatura"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+UriOpt = Annotated[Optional[str], typer.Option("--uri", help="Milvus Lite file or server URI [env: ASKDOCS_MILVUS_URI]")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Milvus token [env: ASKDOCS_MILVUS_TOKEN]")]
+CollOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection [env: ASKDOCS_COLLECTION]")]
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+]
+
+
+def _index(uri: str | None, token: str | None, collection: str | None, **more: Any):  # noqa: ANN202
+    from askdocs.config import load_settings
+    from askdocs.index import Index
+
+    try:
+        settings = load_settings(milvus_uri=uri, milvus_token=token, collection=collection, **more)
+    except Exception as exc:  # pydantic.ValidationError: bad setting values
+        raise _fail(f"invalid settings: {exc}") from None
+    return Index(settings)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _run(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+    """Turn askdocs errors into one clear line and exit 1; keep tracebacks for --debug."""
+    from askdocs.errors import AskdocsError
+
+    try:
+        return fn(*args, **kwargs)
+    except AskdocsError as exc:
+        if _state["debug"]:
+            raise
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    _quiet_libraries()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class _RichProgress:
+    """Files and chunks per second on a terminal; nothing when stderr is not one."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._files = None
+        self._t0 = time.perf_counter()
+        self.chunks = 0
+
+    def __enter__(self) -> _RichProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]ingest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def _rate(self) -> str:
+        dt = max(time.perf_counter() - self._t0, 1e-6)
+        done = self._progress.tasks[0].completed if self._progress and self._progress.tasks else 0
+        return f"{done / dt:.1f} files/s, {self.chunks} chunks ({self.chunks / dt:.0f}/s)"
+
+    def start(self, total_files: int) -> None:
+        self._t0 = time.perf_counter()
+        if self._progress is not None:
+            self._files = self._progress.add_task("ingest", total=total_files, rate="")
+
+    def file_done(self, source: str) -> None:
+        if self._progress is not None and self._files is not None:
+            self._progress.update(self._files, advance=1, rate=self._rate())
+
+    def chunks_written(self, n: int) -> None:
+        self.chunks += n
+        if self._progress is not None and self._files is not None:
+            self._progress.update(self._files, rate=self._rate())
+
+    def failed(self, path: str, reason: str) -> None:
+        if self.enabled:
+            err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Folders (recursive), files or globs.")],
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files are gone from these folders.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size [env: ASKDOCS_CHUNK_SIZE]")] = None,
+    chunk_overlap: Annotated[Optional[int], typer.Option(help="Chunk overlap [env: ASKDOCS_CHUNK_OVERLAP]")] = None,
+    chunk_unit: Annotated[Optional[str], typer.Option(help="chars or tokens [env: ASKDOCS_CHUNK_UNIT]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Embedding batch size [env: ASKDOCS_EMBED_BATCH_SIZE]")] = None,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
+    index = _index(
+        uri, token, collection, embed_model=embed_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        chunk_unit=chunk_unit, embed_batch_size=batch_size,
+    )
+    with index, _RichProgress(enabled=not quiet and not as_json and err.is_terminal) as progress:
+        report = _run(index.ingest, *paths, prune=prune, progress=progress)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        if not quiet and not err.is_terminal:
+            for path, reason in report.failures:
+                err.print(f"skipped {path}: {reason}", highlight=False)
+        if not quiet:
+            err.print(report.summary(), highlight=False)
+    if report.failed and not (report.added or report.updated or report.unchanged):
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _read_queries(path: Path) -> list[str]:
+    queries = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                q = json.loads(line).get("question")
+            except json.JSONDecodeError as exc:
+                raise _fail(f"{path}:{n}: invalid JSON: {exc.msg}") from None
+            if not isinstance(q, str):
+                raise _fail(f"{path}:{n}: JSON line has no 'question' string")
+            queries.append(q)
+        else:
+            queries.append(line)
+    return queries
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[list[str]], typer.Argument(help="Query text (several words are one query).")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--top-k", help="Results per query [env: ASKDOCS_TOP_K]")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")] = None,
+    filter: Annotated[str, typer.Option("--filter", help='Milvus filter expression, e.g. \'source like "faq/%"\'')] = "",
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="File of queries: lines, or JSON Lines with 'question'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query, per line.")] = False,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Search the index and show the top passages with their sources."""
+    texts = [" ".join(query)] if query else []
+    if queries is not None:
+        texts += _read_queries(queries)
+    if not texts:
+        raise _fail("give a query, or --queries FILE")
+    if mode is not None and mode not in ("dense", "bm25", "hybrid"):
+        raise _fail(f"--mode must be dense, bm25 or hybrid, not {mode!r}")
+    index = _index(uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode)
+    with index:
+        results = _run(index.search_many, texts, filter=filter)
+    for text, hits in zip(texts, results, strict=True):
+        if as_json:
+            print(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+            continue
+        table = Table(title=f"[bold]{text}[/]", title_justify="left", show_lines=True, expand=True)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("source / section", ratio=1)
+        table.add_column("snippet", ratio=2)
+        for rank, h in enumerate(hits, 1):
+            snippet = " ".join(h.text.split())
+            snippet = snippet[:240] + ("…" if len(snippet) > 240 else "")
+            where = f"[cyan]{h.source}[/]" + (f"\n[dim]{h.section}[/]" if h.section else "")
+            table.add_row(str(rank), f"{h.score:.3f}", where, snippet)
+        if not hits:
+            out.print(f"[bold]{text}[/]: no results")
+        else:
+            out.print(table)
+
+
+# --------------------------------------------------------------------------- status, documents, delete, reset
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+) -> None:
+    """Show the collection: documents, chunks, embedding model, size."""
+    with _index(uri, token, collection) as index:
+        st = _run(index.status)
+    if as_json:
+        print(json.dumps(st.to_dict(), ensure_ascii=False))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("milvus", st.uri + (f" ({_size(st.size_bytes)})" if st.size_bytes is not None else ""))
+    table.add_row("collection", st.collection + ("" if st.exists else " [yellow](not created yet: run askdocs ingest)[/]"))
+    if st.exists:
+        table.add_row("documents", str(st.documents))
+        table.add_row("chunks", str(st.chunks))
+        table.add_row("embedding", f"{st.model} ({st.dim} dims)")
+        table.add_row("search", "dense + BM25 (hybrid)" if st.bm25 else "dense only")
+        table.add_row("chunking", st.chunking or "-")
+    if st.other_collections:
+        table.add_row("other collections", ", ".join(st.other_collections))
+    out.print(table)
+
+
+@app.command()
+def documents(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per document, per line.")] = False,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+) -> None:
+    """List the indexed documents."""
+    with _index(uri, token, collection) as index:
+        docs = _run(index.documents)
+    if as_json:
+        for d in docs:
+            print(json.dumps(d.__dict__, ensure_ascii=False))
+        return
+    table = Table("source", "title", "chunks")
+    for d in docs:
+        table.add_row(d.source, d.title, str(d.chunks) + ("" if d.complete else " [yellow](incomplete)[/]"))
+    out.print(table)
+
+
+@app.command()
+def delete(
+    sources: Annotated[list[str], typer.Argument(help="Document source paths, as `askdocs documents` lists them.")],
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+) -> None:
+    """Remove documents from the index."""
+    missing = 0
+    with _index(uri, token, collection) as index:
+        for source in sources:
+            n = _run(index.delete, source)
+            if n:
+                err.print(f"deleted {source} ({n} chunks)", highlight=False)
+            else:
+                err.print(f"[yellow]not in the index:[/] {source}", highlight=False)
+                missing += 1
+    if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+) -> None:
+    """Drop the collection, e.g. to re-index with another embedding model."""
+    with _index(uri, token, collection) as index:
+        name = index.settings.collection
+        if not yes and not typer.confirm(f"Drop collection {name!r} at {index.settings.milvus_uri}?"):
+            raise typer.Exit(1)
+        dropped = _run(index.reset)
+    err.print(f"dropped {name}" if dropped else f"{name} did not exist")
+
+
+def run() -> None:  # console-script entry point
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `askdocs search ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,98 @@
+"""One typed place for every setting.
+
+Settings come, in rising priority, from the defaults below, an optional TOML
+file (``./askdocs.toml`` or the file named by ``ASKDOCS_CONFIG``), ``ASKDOCS_*``
+environment variables, and finally the CLI flags or keyword arguments that the
+library passes in.  pydantic-settings does the layering so that the CLI, the
+library and (later) the server all read the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+SearchMode = Literal["dense", "bm25", "hybrid"]
+ChunkUnit = Literal["chars", "tokens"]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("ASKDOCS_CONFIG", "askdocs.toml"))
+
+
+class Settings(BaseSettings):
+    """askdocs configuration.  Every field can be set as ``ASKDOCS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", extra="ignore", validate_assignment=True)
+
+    # --- store -------------------------------------------------------------
+    milvus_uri: str = Field(
+        "./askdocs.db",
+        description="Milvus Lite file (*.db) or a server/cluster URI such as http://host:19530.",
+    )
+    milvus_token: str | None = Field(None, description="Token ('user:password' or API key) for a Milvus server.")
+    collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
+    index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
+    metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
+
+    # --- embedding ---------------------------------------------------------
+    embed_model: str | None = Field(
+        None,
+        description=(
+            "sentence-transformers model name or path.  Unset: the model the collection was built with, "
+            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU."
+        ),
+    )
+    embed_device: str | None = Field(None, description="torch device for the embedder; unset picks cuda when present.")
+    embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding forward pass.")
+    query_instruction: str | None = Field(
+        None,
+        description="Text prepended to queries only; unset uses the model's known instruction (bge) or none.",
+    )
+
+    # --- chunking ----------------------------------------------------------
+    chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
+    chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
+    chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+
+    # --- retrieval ---------------------------------------------------------
+    search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused with RRF).")
+    top_k: int = Field(5, ge=1, le=1000, description="Results per query.")
+    rrf_k: int = Field(60, ge=1, description="RRF constant for hybrid fusion.")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info):  # noqa: ANN001 - pydantic's ValidationInfo
+        size = info.data.get("chunk_size")
+        if size is not None and v >= size:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+    @property
+    def is_lite(self) -> bool:
+        """Milvus Lite is chosen by a local file URI, as in pymilvus itself."""
+        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, dropping overrides left as None so lower layers still apply."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

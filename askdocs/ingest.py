@@ -1,0 +1,219 @@
+"""Ingest: bring a collection in step with folders of documents.
+
+For every file the version hash (content plus chunking settings) is compared
+with what the collection holds.  Unchanged documents are skipped before they
+are even decoded; new and changed ones are cleaned, chunked, embedded in full
+batches across documents and written.  The write order makes a kill -9 at any
+point harmless:
+
+1. rows of a half-written copy of the *new* version are deleted first,
+2. the new version's chunks are inserted (ids are deterministic),
+3. only then are the old version's rows deleted.
+
+The next run reads the chunk rows back, sees which versions are complete, and
+finishes whatever step was interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from askdocs.chunk import Chunk, Chunker
+from askdocs.clean import clean
+from askdocs.embed import Embedder
+from askdocs.errors import AskdocsError, LoadError
+from askdocs.load import SourceFile, content_hash, discover, read, read_bytes
+from askdocs.store import DocState, MilvusStore
+
+
+class ProgressSink(Protocol):
+    """What ingest reports while it runs; the CLI draws it, the server exposes it."""
+
+    def start(self, total_files: int) -> None: ...
+    def file_done(self, source: str) -> None: ...
+    def chunks_written(self, n: int) -> None: ...
+    def failed(self, path: str, reason: str) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total_files: int) -> None: ...
+    def file_done(self, source: str) -> None: ...
+    def chunks_written(self, n: int) -> None: ...
+    def failed(self, path: str, reason: str) -> None: ...
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed, "
+            f"{self.failed} failed; {self.chunks} chunks written in {self.seconds:.1f}s"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": self.failed,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "stages": {k: round(v, 3) for k, v in self.stages.items()},
+        }
+
+
+@dataclass
+class _Plan:
+    source: str
+    doc_hash: str
+    remaining: int
+    drop_other_versions: bool
+
+
+class _Timer:
+    def __init__(self, stages: dict[str, float]) -> None:
+        self.stages = stages
+
+    def __call__(self, name: str):  # noqa: ANN204 - context manager
+        timer = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                timer.stages[name] = timer.stages.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Ctx()
+
+
+class Ingestor:
+    """One ingest run over a store, with a chunker and a lazily loaded embedder."""
+
+    def __init__(
+        self,
+        store: MilvusStore,
+        chunker: Callable[[], Chunker],
+        embedder: Callable[[], Embedder],
+        ensure_collection: Callable[[], None],
+        batch_size: int = 256,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.store = store
+        self._chunker = chunker
+        self._embedder = embedder
+        self._ensure_collection = ensure_collection
+        self.batch_size = batch_size
+        self.progress = progress or _NoProgress()
+        self.report = IngestReport()
+        self._time = _Timer(self.report.stages)
+        self._pending: deque[Chunk] = deque()
+        self._plans: dict[str, _Plan] = {}
+        self._collection_ready = False
+
+    def _fail(self, path: str, reason: str) -> None:
+        self.report.failed += 1
+        self.report.failures.append((path, reason))
+        self.progress.failed(path, reason)
+
+    def run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        inputs = list(inputs)
+        with self._time("discover"):
+            found = discover(inputs)
+        for m in found.missing:
+            self._fail(m, "no such file, folder or matching glob")
+        if not found.files and found.missing and len(found.missing) == len(inputs):
+            raise AskdocsError(f"nothing to ingest: {', '.join(found.missing)} matched no file")
+        with self._time("read_state"):
+            states = self.store.document_states()
+        self.progress.start(len(found.files))
+        seen: set[str] = set()
+        for file in found.files:
+            seen.add(file.source)
+            self._one(file, states.get(file.source))
+            self.progress.file_done(file.source)
+        self._drain(final=True)
+        if prune:
+            dir_roots = {str(Path(i).expanduser().absolute()) for i in inputs if Path(i).expanduser().is_dir()}
+            for source, st in states.items():
+                if st.root in dir_roots and source not in seen:
+                    self.store.delete_source(source)
+                    self.report.removed += 1
+        if self._collection_ready or self.report.removed or self.report.updated:
+            with self._time("flush"):
+                self.store.flush()
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    def _one(self, file: SourceFile, state: DocState | None) -> None:
+        try:
+            with self._time("load"):
+                data = read_bytes(file)
+                version = self._chunker().version_hash(content_hash(data))
+            if state is not None and state.complete(version):
+                if set(state.versions) == {version}:
+                    self.report.unchanged += 1
+                else:  # a crash left an old version behind the complete new one
+                    self.store.delete_source(file.source, keep_hash=version)
+                    self.report.updated += 1
+                return
+            with self._time("load"):
+                raw = read(file, data)
+            with self._time("clean"):
+                doc = clean(raw)
+            with self._time("chunk"):
+                chunks = self._chunker().split(doc)
+            if not chunks:
+                raise LoadError("no text to index")
+        except LoadError as exc:
+            self._fail(str(file.path), str(exc))
+            return
+        if state is not None and version in state.versions:
+            self.store.delete_source(file.source, only_hash=version)  # a half-written copy of this version
+        if state is None:
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+        self._plans[file.source] = _Plan(file.source, version, len(chunks), state is not None)
+        self._pending.extend(chunks)
+        self._drain()
+
+    def _drain(self, final: bool = False) -> None:
+        while len(self._pending) >= self.batch_size or (final and self._pending):
+            batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
+            embedder = self._embedder()
+            if not self._collection_ready:
+                self._ensure_collection()
+                self._collection_ready = True
+            with self._time("embed"):
+                vectors = embedder.embed_documents([c.search_text for c in batch])
+            with self._time("write"):
+                self.store.insert(batch, vectors)
+            self.report.chunks += len(batch)
+            self.progress.chunks_written(len(batch))
+            for c in batch:
+                plan = self._plans[c.source]
+                plan.remaining -= 1
+                if plan.remaining == 0:
+                    if plan.drop_other_versions:
+                        with self._time("write"):
+                            self.store.delete_source(c.source, keep_hash=plan.doc_hash)
+                    del self._plans[c.source]

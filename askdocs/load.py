@@ -1,0 +1,236 @@
+"""Load: find the files to ingest and turn their bytes into text.
+
+Discovery walks folders, files and globs; reading detects the encoding (BOMs,
+then strict UTF-8, then charset-normalizer) and extracts PDF text with pypdf.
+Each failure is a ``LoadError`` naming the reason, so ingest can report the
+file and carry on with the rest of the corpus.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from askdocs.errors import LoadError
+
+#: File extension -> format name understood by ``askdocs.clean``.
+FORMATS: dict[str, str] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".mdx": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "text",
+    ".rst": "rst",
+    ".pdf": "pdf",
+}
+
+#: Files larger than this are refused rather than read whole into memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file found on disk, with the path it is known by inside the index."""
+
+    path: Path
+    root: Path
+    source: str  # posix path relative to ``root``: the document's identity in the index
+    fmt: str
+
+
+@dataclass
+class RawDocument:
+    """A file's decoded text, before cleaning."""
+
+    file: SourceFile
+    text: str
+    content_hash: str  # sha256 of the file's bytes
+    page_starts: list[int] = field(default_factory=list)  # PDF only: offset of each page in ``text``
+    pdf_title: str | None = None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    files: list[SourceFile]
+    roots: list[Path]
+    missing: list[str]  # inputs that matched nothing
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _glob_root(pattern: str) -> Path:
+    """The deepest folder of a glob pattern that contains no wildcard."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts:
+        if _is_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed).resolve() if fixed else Path.cwd()
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    # followlinks=False: a symlink loop cannot trap the walk; linked files are still read.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
+    """Expand folders (recursively), files and globs into supported files.
+
+    A file named explicitly is taken even if hidden; within folders, hidden files
+    and folders are skipped, as users expect from tools like ripgrep.
+    """
+    seen: set[Path] = set()
+    files: list[SourceFile] = []
+    roots: list[Path] = []
+    missing: list[str] = []
+
+    def add(path: Path, root: Path) -> None:
+        fmt = FORMATS.get(path.suffix.lower())
+        resolved = path.absolute()
+        if fmt is None or resolved in seen:
+            return
+        seen.add(resolved)
+        files.append(SourceFile(path=resolved, root=root, source=resolved.relative_to(root).as_posix(), fmt=fmt))
+
+    for raw in inputs:
+        text = os.fspath(raw)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            root = path.absolute()
+            roots.append(root)
+            for p in _walk(root):
+                add(p, root)
+        elif path.exists():
+            root = path.absolute().parent
+            roots.append(root)
+            add(path, root)
+        elif _is_glob(text):
+            root = _glob_root(text)
+            roots.append(root)
+            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            for m in matches:
+                p = Path(m).absolute()
+                if p.is_file():
+                    try:
+                        add(p, root)
+                    except ValueError:  # matched outside the fixed prefix (e.g. via '..')
+                        add(p, p.parent)
+            if not matches:
+                missing.append(text)
+        else:
+            missing.append(text)
+    return Discovery(files=files, roots=roots, missing=missing)
+
+
+def decode(data: bytes) -> str:
+    """Bytes to text: BOM first, then strict UTF-8, then charset-normalizer's best guess."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise LoadError(f"invalid {encoding} after its byte-order mark: {exc.reason}") from None
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary content (NUL bytes), not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[: 1024 * 1024]).best()
+    if best is None or best.encoding is None:
+        raise LoadError("binary content or unknown text encoding")
+    text = data.decode(best.encoding, errors="replace")
+    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text[:8192])
+    if printable < 0.95 * min(len(text), 8192):
+        raise LoadError("binary content, not text")
+    return text
+
+
+def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise LoadError("encrypted PDF (a password is needed)")
+            except NotImplementedError as exc:
+                raise LoadError(f"encrypted PDF: {exc}") from None
+        pages: list[str] = []
+        starts: list[int] = []
+        offset = 0
+        for page in reader.pages:
+            starts.append(offset)
+            page_text = (page.extract_text() or "").strip()
+            pages.append(page_text)
+            offset += len(page_text) + 2
+        title = None
+        if reader.metadata and reader.metadata.title:
+            title = str(reader.metadata.title).strip() or None
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        raise LoadError(f"corrupt or unreadable PDF: {exc}") from None
+    text = "\n\n".join(pages)
+    if not text.strip():
+        raise LoadError("PDF has no extractable text (scanned images?)")
+    return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
+
+
+def read_bytes(file: SourceFile) -> bytes:
+    """The file's bytes, refusing oversized files before they are read into memory."""
+    try:
+        size = file.path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise LoadError(f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
+        return file.path.read_bytes()
+    except LoadError:
+        raise
+    except OSError as exc:
+        raise LoadError(exc.strerror or str(exc)) from None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read(file: SourceFile, data: bytes | None = None) -> RawDocument:
+    """Decode one file into text; raise ``LoadError`` with a reason a person understands.
+
+    ``data`` lets the caller hash the bytes first and decode only files that changed.
+    """
+    if data is None:
+        data = read_bytes(file)
+    if not data.strip():
+        raise LoadError("empty file")
+    if file.fmt == "pdf":
+        return _read_pdf(file, data)
+    if data.startswith(b"%PDF-"):
+        raise LoadError("PDF content under a text file name")
+    return RawDocument(file, decode(data), content_hash(data))

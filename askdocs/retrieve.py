@@ -1,0 +1,51 @@
+"""Retrieve: top-k chunks for one or many questions, dense, BM25 or hybrid.
+
+Queries are embedded together (one forward pass for a whole batch) and the
+BM25 side runs inside Milvus, so a BM25-only search never loads the embedder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from askdocs.embed import Embedder
+from askdocs.store import Hit, MilvusStore
+
+log = logging.getLogger(__name__)
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+class Retriever:
+    def __init__(
+        self,
+        store: MilvusStore,
+        embedder: Callable[[], Embedder],
+        rrf_k: int = 60,
+        candidates: int = 50,
+    ) -> None:
+        self.store = store
+        self._embedder = embedder
+        self.rrf_k = rrf_k
+        self.candidates = candidates
+        self._warned = False
+
+    def search(self, queries: Sequence[str], k: int, mode: str = "hybrid", expr: str = "") -> list[list[Hit]]:
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not queries:
+            return []
+        if mode != "dense" and not self.store.supports_bm25:
+            if mode == "bm25":
+                self.store.search_bm25(queries, k, expr)  # raises the clear error
+            if not self._warned:
+                log.warning("collection has no BM25 index; hybrid search falls back to dense")
+                self._warned = True
+            mode = "dense"
+        if mode == "bm25":
+            return self.store.search_bm25(queries, k, expr)
+        vectors = self._embedder().embed_queries(queries)
+        if mode == "dense":
+            return self.store.search_dense(vectors, k, expr)
+        return self.store.search_hybrid(vectors, queries, k, expr, candidates=self.candidates, rrf_k=self.rrf_k)

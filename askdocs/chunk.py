@@ -67,10 +67,16 @@ class Chunker:
         if unit == "tokens" and length_function is None:
             raise ValueError("token-based chunking needs the embedding model's tokenizer as length_function")
         self.fingerprint = f"clean{CLEAN_VERSION}|{unit}|{chunk_size}|{chunk_overlap}|ctx1"
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self._length = length_function or len
+        # The splitter cuts overlap-free pieces of (size - overlap); the overlap is then taken from the
+        # text before each piece.  langchain's own overlap only repeats whole splits, so with sentences
+        # longer than the overlap (most prose) neighbouring chunks would not overlap at all.
         self._splitter = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
-            length_function=length_function or len,
+            chunk_size=chunk_size - chunk_overlap,
+            chunk_overlap=0,
+            length_function=self._length,
             separators=SEPARATORS,
             keep_separator="end",
             add_start_index=True,
@@ -98,13 +104,33 @@ class Chunker:
         if pending_start is not None:
             yield Section(pending_start, len(doc.text), doc.sections[-1].path)
 
+    def _overlap_start(self, text: str, floor: int, start: int, end: int) -> int:
+        """Move ``start`` back by up to ``chunk_overlap`` (in the chunk unit), to a word boundary."""
+        lo = max(floor, start - self.chunk_overlap * (1 if self._length is len else 8))
+        for i in range(lo, start):
+            at_word = (i == floor or text[i - 1].isspace()) and not text[i].isspace()
+            if at_word and (self._length is len or self._fits(text[i:start], text[i:end])):
+                return i
+        return start
+
+    def _fits(self, overlap: str, chunk: str) -> bool:
+        return self._length(overlap) <= self.chunk_overlap and self._length(chunk) <= self.chunk_size
+
     def split(self, doc: Document) -> list[Chunk]:
         pieces: list[tuple[str, int, str]] = []  # (text, absolute start, section path)
         for seg in self._segments(doc):
             body = doc.text[seg.start : seg.end]
-            for part in self._splitter.create_documents([body]):
-                if part.page_content.strip():
-                    pieces.append((part.page_content, seg.start + part.metadata["start_index"], seg.path))
+            parts = [p for p in self._splitter.create_documents([body]) if p.page_content.strip()]
+            for n, part in enumerate(parts):
+                # A heading split off from its first paragraph says nothing on its own: the section
+                # path of the next chunk already carries it.
+                if n + 1 < len(parts) and all(line.startswith("#") for line in part.page_content.strip().splitlines()):
+                    continue
+                start = seg.start + part.metadata["start_index"]
+                end = start + len(part.page_content)
+                if pieces and pieces[-1][2] == seg.path and self.chunk_overlap:
+                    start = self._overlap_start(doc.text, max(seg.start, pieces[-1][1]), start, end)
+                pieces.append((doc.text[start:end], start, seg.path))
         doc_hash = self.version_hash(doc.content_hash)
         n = len(pieces)
         return [

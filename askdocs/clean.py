@@ -3,8 +3,8 @@
 Every format is brought to the same shape, a ``Document`` whose ``text`` keeps
 headings, code and tables, and whose ``sections`` map character ranges to a
 heading path (``Index Vector Fields > Overview``).  HTML goes through
-trafilatura (main-content extraction drops navigation, headers and footers) to
-Markdown; Markdown's headings are found by markdown-it-py, so that ``#`` lines
+selectolax and a small renderer (``clean_html``; navigation, headers and footers
+dropped) to Markdown; Markdown's headings are found by markdown-it-py, so that ``#`` lines
 inside code fences are not mistaken for headings.
 """
 
@@ -117,7 +117,9 @@ def _reduce_html(segment: str) -> str:
     """Inline HTML in Markdown reduced to its text; table cells stay apart."""
     segment = _SCRIPT_STYLE.sub("", segment)
     segment = _HTML_COMMENT.sub("", segment)
-    segment = _HTML_HEADING.sub(lambda m: "\n" + "#" * int(m.group(1)) + " " + _ANY_TAG.sub("", m.group(2)).strip() + "\n", segment)
+    segment = _HTML_HEADING.sub(
+        lambda m: "\n" + "#" * int(m.group(1)) + " " + _ANY_TAG.sub("", m.group(2)).strip() + "\n", segment
+    )
     segment = _CELL_TAG.sub(" | ", segment)
     segment = _BLOCK_TAG.sub("\n", segment)
     segment = _ANY_TAG.sub("", segment)
@@ -126,15 +128,30 @@ def _reduce_html(segment: str) -> str:
     return html.unescape(segment) if "&" in segment else segment
 
 
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
+
+
+def _reduce_prose(segment: str) -> str:
+    """Reduce HTML in prose, leaving inline code spans (`<div>`, `a[0](x)`) untouched."""
+    out: list[str] = []
+    last = 0
+    for m in _CODE_SPAN.finditer(segment):
+        out.append(_reduce_html(segment[last : m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(_reduce_html(segment[last:]))
+    return "".join(out)
+
+
 def strip_inline_html(md: str) -> str:
-    """Reduce HTML outside fenced code blocks; code is kept byte for byte."""
+    """Reduce HTML outside fenced code blocks and code spans; code is kept byte for byte."""
     out: list[str] = []
     buf: list[str] = []
     fence: str | None = None
     for line in md.splitlines(keepends=True):
         m = _FENCE.match(line)
         if fence is None and m:
-            out.append(_reduce_html("".join(buf)))
+            out.append(_reduce_prose("".join(buf)))
             buf = []
             fence = m.group(1)[0] * len(m.group(1))
             out.append(line)
@@ -144,7 +161,7 @@ def strip_inline_html(md: str) -> str:
                 fence = None
         else:
             buf.append(line)
-    out.append(_reduce_html("".join(buf)))
+    out.append(_reduce_prose("".join(buf)))
     return _BLANK_RUNS.sub("\n\n", "".join(out)).strip()
 
 
@@ -170,32 +187,9 @@ def _clean_markdown(raw: RawDocument) -> tuple[str, str | None, list[Section], d
 # --------------------------------------------------------------------------- html
 
 
-def html_to_markdown(markup: str) -> tuple[str | None, str]:
-    """Main content of an HTML page as Markdown, and the page title.
-
-    trafilatura finds the main content (no nav, header, footer, scripts) and
-    writes headings, lists, code and tables as Markdown.
-    """
-    import trafilatura
-    from trafilatura.metadata import extract_metadata
-
-    text = trafilatura.extract(
-        markup,
-        output_format="markdown",
-        include_tables=True,
-        include_formatting=True,
-        include_comments=False,
-        include_links=False,
-        include_images=False,
-        favor_recall=True,
-        deduplicate=False,
-    )
-    meta = extract_metadata(markup)
-    title = meta.title if meta is not None and meta.title else None
-    return title, text or ""
-
-
 def _clean_html(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
+    from askdocs.clean_html import html_to_markdown
+
     title, text = html_to_markdown(raw.text)
     text = _BLANK_RUNS.sub("\n\n", text).strip()
     sections, h1 = markdown_sections(text)
@@ -240,7 +234,7 @@ def _clean_text(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[
 
 def _clean_pdf(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
     starts = raw.page_starts or [0]
-    ends = starts[1:] + [len(raw.text)]
+    ends = [*starts[1:], len(raw.text)]
     sections = [Section(s, e, f"Page {n}") for n, (s, e) in enumerate(zip(starts, ends, strict=True), 1) if e > s]
     return raw.text, raw.pdf_title, sections, {"pages": len(starts)}
 

@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 _state: dict[str, Any] = {"debug": False}
 
@@ -43,7 +43,9 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-UriOpt = Annotated[Optional[str], typer.Option("--uri", help="Milvus Lite file or server URI [env: ASKDOCS_MILVUS_URI]")]
+UriOpt = Annotated[
+    Optional[str], typer.Option("--uri", help="Milvus Lite file or server URI [env: ASKDOCS_MILVUS_URI]")
+]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Milvus token [env: ASKDOCS_MILVUS_TOKEN]")]
 CollOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection [env: ASKDOCS_COLLECTION]")]
 ModelOpt = Annotated[
@@ -51,7 +53,7 @@ ModelOpt = Annotated[
 ]
 
 
-def _index(uri: str | None, token: str | None, collection: str | None, **more: Any):  # noqa: ANN202
+def _index(uri: str | None, token: str | None, collection: str | None, **more: Any):
     from askdocs.config import load_settings
     from askdocs.index import Index
 
@@ -67,7 +69,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _run(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+def _run(fn, *args: Any, **kwargs: Any) -> Any:
     """Turn askdocs errors into one clear line and exit 1; keep tracebacks for --debug."""
     from askdocs.errors import AskdocsError
 
@@ -151,13 +153,17 @@ class _RichProgress:
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Folders (recursive), files or globs.")],
-    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files are gone from these folders.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove documents whose files are gone from these folders.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size [env: ASKDOCS_CHUNK_SIZE]")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Chunk overlap [env: ASKDOCS_CHUNK_OVERLAP]")] = None,
     chunk_unit: Annotated[Optional[str], typer.Option(help="chars or tokens [env: ASKDOCS_CHUNK_UNIT]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Embedding batch size [env: ASKDOCS_EMBED_BATCH_SIZE]")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Embedding batch size [env: ASKDOCS_EMBED_BATCH_SIZE]")
+    ] = None,
     uri: UriOpt = None,
     token: TokenOpt = None,
     collection: CollOpt = None,
@@ -165,8 +171,14 @@ def ingest(
 ) -> None:
     """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
     index = _index(
-        uri, token, collection, embed_model=embed_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-        chunk_unit=chunk_unit, embed_batch_size=batch_size,
+        uri,
+        token,
+        collection,
+        embed_model=embed_model,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        chunk_unit=chunk_unit,
+        embed_batch_size=batch_size,
     )
     with index, _RichProgress(enabled=not quiet and not as_json and err.is_terminal) as progress:
         report = _run(index.ingest, *paths, prune=prune, progress=progress)
@@ -212,9 +224,15 @@ def _read_queries(path: Path) -> list[str]:
 def search(
     query: Annotated[Optional[list[str]], typer.Argument(help="Query text (several words are one query).")] = None,
     k: Annotated[Optional[int], typer.Option("-k", "--top-k", help="Results per query [env: ASKDOCS_TOP_K]")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")] = None,
-    filter: Annotated[str, typer.Option("--filter", help='Milvus filter expression, e.g. \'source like "faq/%"\'')] = "",
-    queries: Annotated[Optional[Path], typer.Option("--queries", help="File of queries: lines, or JSON Lines with 'question'.")] = None,
+    mode: Annotated[
+        Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")
+    ] = None,
+    filter: Annotated[
+        str, typer.Option("--filter", help="Milvus filter expression, e.g. 'source like \"faq/%\"'")
+    ] = "",
+    queries: Annotated[
+        Optional[Path], typer.Option("--queries", help="File of queries: lines, or JSON Lines with 'question'.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query, per line.")] = False,
     uri: UriOpt = None,
     token: TokenOpt = None,
@@ -280,7 +298,9 @@ def status(
         return
     table = Table(show_header=False, box=None)
     table.add_row("milvus", st.uri + (f" ({_size(st.size_bytes)})" if st.size_bytes is not None else ""))
-    table.add_row("collection", st.collection + ("" if st.exists else " [yellow](not created yet: run askdocs ingest)[/]"))
+    table.add_row(
+        "collection", st.collection + ("" if st.exists else " [yellow](not created yet: run askdocs ingest)[/]")
+    )
     if st.exists:
         table.add_row("documents", str(st.documents))
         table.add_row("chunks", str(st.chunks))

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     @field_validator("chunk_overlap")
     @classmethod
-    def _overlap_below_size(cls, v: int, info):  # noqa: ANN001 - pydantic's ValidationInfo
+    def _overlap_below_size(cls, v: int, info):
         size = info.data.get("chunk_size")
         if size is not None and v >= size:
             raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from askdocs.chunk import Chunker
 from askdocs.config import SearchMode, Settings, load_settings
-from askdocs.embed import CPU_DEFAULT_MODEL, Embedder, _PACKAGED_ALIASES, default_model
+from askdocs.embed import _PACKAGED_ALIASES, CPU_DEFAULT_MODEL, Embedder, default_model
 from askdocs.errors import AskdocsError
-from askdocs.ingest import IngestReport, Ingestor, ProgressSink
+from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Retriever
 from askdocs.store import Hit, MilvusStore, literal
 
@@ -62,11 +62,14 @@ class Index:
     ...         print(hit.score, hit.source, hit.section)
     """
 
-    def __init__(self, settings: Settings | None = None, **overrides: object) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides: object
+    ) -> None:
+        """``embedder`` lets several indexes (or tests) share one loaded model."""
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         s = self.settings
         self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
-        self._embedder: Embedder | None = None
+        self._embedder: Embedder | None = embedder
         self._chunker: Chunker | None = None
         self.retriever = Retriever(self.store, self.embedder, rrf_k=s.rrf_k)
 
@@ -81,6 +84,8 @@ class Index:
         return meta["model"] if meta else default_model()
 
     def embedder(self) -> Embedder:
+        if self._embedder is not None and self._embedder.model_name != self.model_name:
+            self.store.check_model(self._embedder.model_name)
         if self._embedder is None:
             model = self.model_name
             self.store.check_model(model)
@@ -101,7 +106,9 @@ class Index:
 
     # ------------------------------------------------------------------ operations
 
-    def ingest(self, *paths: str | os.PathLike[str], prune: bool = False, progress: ProgressSink | None = None) -> IngestReport:
+    def ingest(
+        self, *paths: str | os.PathLike[str], prune: bool = False, progress: ProgressSink | None = None
+    ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents so the index matches the files."""
         if self.settings.embed_model and self.store.meta():
             self.store.check_model(self.model_name)
@@ -160,7 +167,9 @@ class Index:
         st = IndexStatus(uri=s.milvus_uri, collection=s.collection, exists=False)
         if s.is_lite and Path(s.milvus_uri).exists():
             path = Path(s.milvus_uri)
-            st.size_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            st.size_bytes = (
+                sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            )
         st.other_collections = [c for c in self.store.client.list_collections() if c != s.collection]
         meta = self.store.meta()
         if meta is None:

@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from askdocs.chunk import Chunk, Chunker
@@ -91,7 +90,7 @@ class _Timer:
     def __init__(self, stages: dict[str, float]) -> None:
         self.stages = stages
 
-    def __call__(self, name: str):  # noqa: ANN204 - context manager
+    def __call__(self, name: str):
         timer = self
 
         class _Ctx:
@@ -152,7 +151,7 @@ class Ingestor:
             self.progress.file_done(file.source)
         self._drain(final=True)
         if prune:
-            dir_roots = {str(Path(i).expanduser().absolute()) for i in inputs if Path(i).expanduser().is_dir()}
+            dir_roots = {str(r) for r in found.dir_roots}
             for source, st in states.items():
                 if st.root in dir_roots and source not in seen:
                     self.store.delete_source(source)

@@ -66,6 +66,7 @@ class RawDocument:
 class Discovery:
     files: list[SourceFile]
     roots: list[Path]
+    dir_roots: list[Path]  # roots given as folders: the scope of --prune
     missing: list[str]  # inputs that matched nothing
 
 
@@ -81,7 +82,7 @@ def _glob_root(pattern: str) -> Path:
         if _is_glob(part):
             break
         fixed.append(part)
-    return Path(*fixed).resolve() if fixed else Path.cwd()
+    return Path(os.path.normpath(Path(*fixed).absolute())) if fixed else Path.cwd()
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -102,26 +103,35 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
     seen: set[Path] = set()
     files: list[SourceFile] = []
     roots: list[Path] = []
+    dir_roots: list[Path] = []
     missing: list[str] = []
 
     def add(path: Path, root: Path) -> None:
         fmt = FORMATS.get(path.suffix.lower())
-        resolved = path.absolute()
-        if fmt is None or resolved in seen:
+        if fmt is None:
             return
-        seen.add(resolved)
-        files.append(SourceFile(path=resolved, root=root, source=resolved.relative_to(root).as_posix(), fmt=fmt))
+        real = path.resolve()  # one identity per file, however it was reached (symlinks, '..')
+        if real in seen:
+            return
+        seen.add(real)
+        absolute = Path(os.path.normpath(path.absolute()))
+        try:
+            source = absolute.relative_to(root).as_posix()
+        except ValueError:  # reached outside the root (a glob through '..'): name it from its own folder
+            source = absolute.name
+        files.append(SourceFile(path=absolute, root=root, source=source, fmt=fmt))
 
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text).expanduser()
         if path.is_dir():
-            root = path.absolute()
+            root = Path(os.path.normpath(path.absolute()))
             roots.append(root)
+            dir_roots.append(root)
             for p in _walk(root):
                 add(p, root)
         elif path.exists():
-            root = path.absolute().parent
+            root = Path(os.path.normpath(path.absolute())).parent
             roots.append(root)
             add(path, root)
         elif _is_glob(text):
@@ -129,17 +139,14 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
             roots.append(root)
             matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
             for m in matches:
-                p = Path(m).absolute()
+                p = Path(m)
                 if p.is_file():
-                    try:
-                        add(p, root)
-                    except ValueError:  # matched outside the fixed prefix (e.g. via '..')
-                        add(p, p.parent)
+                    add(p, root)
             if not matches:
                 missing.append(text)
         else:
             missing.append(text)
-    return Discovery(files=files, roots=roots, missing=missing)
+    return Discovery(files=files, roots=roots, dir_roots=dir_roots, missing=missing)
 
 
 def decode(data: bytes) -> str:
@@ -147,7 +154,7 @@ def decode(data: bytes) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return data[len(bom) :].decode(encoding.removesuffix("-sig"))
             except UnicodeDecodeError as exc:
                 raise LoadError(f"invalid {encoding} after its byte-order mark: {exc.reason}") from None
     if b"\x00" in data[:8192]:
@@ -158,10 +165,17 @@ def decode(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[: 1024 * 1024]).best()
+    matches = from_bytes(data[: 1024 * 1024])
+    best = matches.best()
     if best is None or best.encoding is None:
         raise LoadError("binary content or unknown text encoding")
-    text = data.decode(best.encoding, errors="replace")
+    encoding = best.encoding
+    # Short Western texts are ambiguous between single-byte code pages (French comes back as Baltic
+    # cp1257).  cp1252 is by far the most common of them, so it wins any near tie.
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    if western is not None and western.chaos <= best.chaos + 0.1:
+        encoding = "cp1252"
+    text = data.decode(encoding, errors="replace")
     printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text[:8192])
     if printable < 0.95 * min(len(text), 8192):
         raise LoadError("binary content, not text")

@@ -123,8 +123,12 @@ class MilvusStore:
     def _connect(self) -> MilvusClient:
         from pymilvus import MilvusClient
 
-        # pymilvus logs a warning per iterator on Milvus Lite about client-side timestamps; it is harmless.
+        # On Milvus Lite every query_iterator asks the in-process gRPC server for a timestamp it does not
+        # implement; pymilvus then falls back to a client-side one.  Both sides log that harmless miss
+        # (pymilvus a warning, grpc a traceback), so mute exactly those two loggers.
         logging.getLogger("pymilvus").setLevel(logging.ERROR)
+        if self.uri.endswith(".db"):
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         try:
             if self.uri.endswith(".db"):
                 from pathlib import Path
@@ -263,7 +267,7 @@ class MilvusStore:
             self._call(self.client.load_collection, self.collection)
             self._loaded = True
 
-    def _call(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper over pymilvus calls
+    def _call(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except AskdocsError:

@@ -23,7 +23,7 @@ Candidates (each is `fn(html: str) -> str`, timed alone, single process):
   trafilatura+main     chrome dropped with selectolax and the body wrapped in
                        <main>, then the default trafilatura call above
   selectolax-text      selectolax pre-clean, then body.text(separator="\n")
-  selectolax-md        html_to_markdown() below (selectolax + ~90-line
+  selectolax-md        html_to_markdown() below (selectolax + ~150-line
                        converter); the recommended extractor
 
 Metrics, per page, against a reference built with lxml from the same page:
@@ -72,13 +72,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import lxml.html
+from selectolax.lexbor import LexborHTMLParser
+
 DEFAULT_CORPUS = "/work/shared/corpus/postgresql-15-html"
 
 # --------------------------------------------------------------------------
 # Recommended extractor: selectolax + small Markdown converter
 # --------------------------------------------------------------------------
-from selectolax.lexbor import LexborHTMLParser
-
 _DROP = (
     "script, style, noscript, template, iframe, svg, canvas, form, button, "
     "nav, aside, footer, [role=navigation], [role=banner], [role=contentinfo], "
@@ -89,13 +90,14 @@ _ADMONITION_TITLES = ", ".join(
     for i in range(1, 7)
 )
 _HEAD = {f"h{i}": i for i in range(1, 7)}
-_BLOCK = frozenset(
-    "address article aside blockquote body caption center dd details dialog div "
-    "dl dt fieldset figcaption figure footer form header hr main ol p section "
-    "summary ul".split()
-)
+_BLOCK = frozenset((
+    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd",
+    "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure",
+    "footer", "form", "header", "hr", "main", "ol", "p", "section", "summary", "ul",
+))
 _P, _BR, _H, _RAW, _LI = "\x00", "\x01", "\x02", "\x03", "\x04"  # sentinels
 _RAW_RE = re.compile(r"\x03(\d+)\x03")
+_SENTINEL_RE = re.compile(r"[\x00-\x04]")
 
 
 def _render(node, out: list, raw: list) -> None:
@@ -112,7 +114,9 @@ def _render(node, out: list, raw: list) -> None:
             _render(child, out, raw)
             out.append(_P)
         elif tag == "pre":
-            raw.append("```\n" + child.text(deep=True).strip("\n") + "\n```")
+            code = child.text(deep=True).strip("\n")
+            fence = "````" if "```" in code else "```"
+            raw.append(f"{fence}\n{code}\n{fence}")
             out.append(f"{_P}{_RAW}{len(raw) - 1}{_RAW}{_P}")
         elif tag == "table":
             out.append(_P)
@@ -170,17 +174,20 @@ def html_to_markdown(html: str) -> tuple[str | None, str]:
     """(title, markdown) of an HTML page: chrome dropped, '#' headings with
     levels normalised (first heading '#', later ones relative to it, at least
     '##'), <pre> fenced, tables as '|' rows, list items as '- ' lines."""
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(_SENTINEL_RE.sub("", html))
     t = tree.css_first("title")
     title = " ".join(t.text().split()) if t is not None else ""
     for node in reversed(tree.css(_DROP)):  # reversed: children before parents
         node.decompose()
-    for node in tree.css("header"):  # site header: drop unless it holds the h1
+    for node in reversed(tree.css("header")):  # site header, unless it holds the h1
         if node.css_first("h1") is None:
             node.decompose()
     for node in tree.css(_ADMONITION_TITLES):  # "Note"/"Tip" are not sections
         node.replace_with(node.text() + ":")
-    root = tree.css_first("main, [role=main], article") or tree.body
+    root = tree.css_first("main, [role=main]")
+    if root is None:  # a lone <article> is the content; several = a listing
+        articles = tree.css("article")
+        root = articles[0] if len(articles) == 1 else tree.body
     if root is None:
         return title or None, ""
     out: list = []
@@ -211,29 +218,34 @@ def html_to_markdown(html: str) -> tuple[str | None, str]:
             blocks.append(("- " + blk) if bullet else blk)
         bullet = False
     heads = [b for b in blocks if isinstance(b, list)]
-    for h, n in zip(heads, _levels([h[0] for h in heads])):
+    first_is_title = bool(heads) and (heads[0][1] in title or not title)
+    for h, n in zip(heads, _levels([h[0] for h in heads], first_is_title), strict=True):
         h[0] = "#" * n + " "
     if heads and not title:
         title = heads[0][1]
     return title or None, "\n\n".join(b if isinstance(b, str) else b[0] + b[1] for b in blocks)
 
 
-def _levels(raw_levels: list) -> list:
-    """Markdown levels: the first heading is the page title (1); the others keep
-    their relative depth below it, the shallowest of them at 2. (DocBook gives a
-    refentry's title and its sections the same <h2>; a sect1 page has an <h2>
-    title and <h3> sections; a normal page an <h1> and <h2>s.)"""
+def _levels(raw_levels: list, first_is_title: bool = True) -> list:
+    """Markdown levels from <hN> numbers. If the first heading is the page title
+    (its text is in <title>, or it is shallower than all the others) it gets 1
+    and the others keep their relative depth below it, the shallowest at 2:
+    DocBook gives a refentry's title and its sections the same <h2>, a sect1
+    page an <h2> title and <h3> sections, a normal page an <h1> and <h2>s.
+    Otherwise levels are just shifted so the shallowest heading is 1."""
     if not raw_levels:
         return []
-    base = min(raw_levels[1:], default=2)
-    return [1] + [min(6, lv - base + 2) for lv in raw_levels[1:]]
+    rest = raw_levels[1:]
+    if first_is_title or (rest and raw_levels[0] < min(rest)):
+        base = min(rest, default=2)
+        return [1] + [min(6, max(2, lv - base + 2)) for lv in rest]
+    top = min(raw_levels)
+    return [min(6, lv - top + 1) for lv in raw_levels]
 
 
 # --------------------------------------------------------------------------
 # Other candidates
 # --------------------------------------------------------------------------
-import lxml.html  # noqa: E402
-
 _XP_DROP = (
     "//script|//style|//noscript|//template|//iframe|//svg|//form|//button|//nav|"
     "//aside|//footer|//header[not(.//h1)]|//*[@role='navigation' or @role='banner' "
@@ -267,7 +279,7 @@ def lxml_preclean(html: str):
             h.tag = "p"
         else:
             heads.append(h)
-    for h, n in zip(heads, _levels([int(h.tag[1]) for h in heads])):
+    for h, n in zip(heads, _levels([int(h.tag[1]) for h in heads]), strict=True):
         h.text = "#" * n + " " + (h.text or "").lstrip()
     for pre in body.iter("pre"):
         before, after = lxml.html.Element("p"), lxml.html.Element("p")
@@ -278,7 +290,11 @@ def lxml_preclean(html: str):
 
 
 def cand_bs4(html: str) -> str:
+    import warnings
+
     from bs4 import BeautifulSoup
+
+    warnings.filterwarnings("ignore", message="It looks like you're using an HTML parser")
 
     return BeautifulSoup(html, "lxml").get_text()
 
@@ -542,7 +558,7 @@ def main(argv=None) -> int:
             continue
         fn(pages[0][1])  # warm-up (imports, lazy init)
         elapsed, agg, leaky, failures = 0.0, Counter(), [], 0
-        for (path, html), ref in zip(pages, refs):
+        for (path, html), ref in zip(pages, refs, strict=True):
             t0 = time.perf_counter()
             try:
                 out = fn(html) or ""

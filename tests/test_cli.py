@@ -1,0 +1,105 @@
+"""The CLI as a user runs it: JSON shapes, human output, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from askdocs.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, db: str) -> str:
+    monkeypatch.setenv("ASKDOCS_MILVUS_URI", db)
+    monkeypatch.setenv("ASKDOCS_EMBED_DEVICE", "cpu")
+    return db
+
+
+def test_ingest_search_json_shape_and_queries_file(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["ingest", str(docs), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["added"] == 4 and report["chunks"] > 0
+
+    query = "  Which lock does VACUUM FULL take?  "
+    res = runner.invoke(app, ["search", query, "-k", "3", "--json", "--mode", "hybrid"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    assert obj["query"] == " ".join([query])  # exactly as given
+    assert len(obj["results"]) == 3
+    assert set(obj["results"][0]) == {"id", "score", "source", "title", "section", "text"}
+    assert obj["results"][0]["source"] == "page.html"
+
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(
+        json.dumps({"question": "What is efConstruction?"}) + "\n\n" + json.dumps({"question": "analyzer"}) + "\n"
+    )
+    res = runner.invoke(app, ["search", "--queries", str(qfile), "--json", "-k", "2"])
+    assert res.exit_code == 0, res.output
+    objs = [json.loads(x) for x in res.stdout.strip().splitlines()]
+    assert [o["query"] for o in objs] == ["What is efConstruction?", "analyzer"]
+    assert objs[0]["results"][0]["source"] == "guide/hnsw.md"
+
+    plain = tmp_path / "q.txt"
+    plain.write_text("HNSW graph\nVACUUM\n")
+    res = runner.invoke(app, ["search", "--queries", str(plain), "--json", "--mode", "bm25"])
+    assert [json.loads(x)["query"] for x in res.stdout.strip().splitlines()] == ["HNSW graph", "VACUUM"]
+
+
+def test_human_output_and_status(cli_env: str, docs: Path) -> None:
+    runner.invoke(app, ["ingest", str(docs), "--quiet"])
+    res = runner.invoke(app, ["search", "HNSW", "parameters", "-k", "2"])
+    assert res.exit_code == 0
+    assert "guide/hnsw.md" in res.stdout and "HNSW parameters" in res.stdout
+    res = runner.invoke(app, ["status"])
+    assert res.exit_code == 0
+    assert "all-MiniLM-L6-v2" in res.stdout and "384" in res.stdout
+    st = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert st["documents"] == 4 and st["exists"] is True
+    res = runner.invoke(app, ["documents", "--json"])
+    assert {json.loads(x)["source"] for x in res.stdout.splitlines()} == {
+        "guide/hnsw.md",
+        "page.html",
+        "notes.txt",
+        "intro.rst",
+    }
+
+
+def test_errors_are_one_line_without_traceback(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["search", "anything"])
+    assert res.exit_code == 1
+    assert "does not exist yet" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["search", "x", "--mode", "fuzzy"])
+    assert res.exit_code == 1 and "--mode" in res.output
+    res = runner.invoke(app, ["ingest", str(tmp_path / "missing-folder")])
+    assert res.exit_code == 1 and "matched no file" in res.output
+    res = runner.invoke(app, ["ingest", str(docs), "--chunk-size", "50", "--chunk-overlap", "60"])
+    assert res.exit_code == 1 and "chunk_overlap" in res.output
+    res = runner.invoke(app, ["search", "x", "--uri", str(tmp_path / "no" / "such" / "dir.db")])
+    assert res.exit_code == 1 and "does not exist" in res.output
+
+
+def test_console_script_end_to_end(tmp_path: Path, docs: Path) -> None:
+    """The installed entry point, as a separate process: summary on stderr, results on stdout."""
+    env = {**os.environ, "ASKDOCS_MILVUS_URI": str(tmp_path / "cli.db")}
+    exe = [sys.executable, "-m", "askdocs.cli"]
+    ing = subprocess.run([*exe, "ingest", str(docs)], capture_output=True, text=True, env=env, timeout=300)
+    assert ing.returncode == 0, ing.stderr
+    assert "4 added, 0 updated, 0 unchanged, 0 removed, 0 failed" in ing.stderr
+    assert "Traceback" not in ing.stderr
+    again = subprocess.run([*exe, "ingest", str(docs)], capture_output=True, text=True, env=env, timeout=300)
+    assert "0 added, 0 updated, 4 unchanged" in again.stderr and "0 chunks written" in again.stderr
+    res = subprocess.run(
+        [*exe, "search", "--json", "-k", "1", "VACUUM FULL lock"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert json.loads(res.stdout)["results"][0]["source"] == "page.html"

@@ -257,7 +257,7 @@ def search(
         table = Table(title=f"[bold]{text}[/]", title_justify="left", show_lines=True, expand=True)
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("score", justify="right", no_wrap=True)
-        table.add_column("source / section", ratio=1)
+        table.add_column("source / section", ratio=1, overflow="fold")
         table.add_column("snippet", ratio=2)
         for rank, h in enumerate(hits, 1):
             snippet = " ".join(h.text.split())

@@ -103,3 +103,34 @@ def test_console_script_end_to_end(tmp_path: Path, docs: Path) -> None:
         [*exe, "search", "--json", "-k", "1", "VACUUM FULL lock"], capture_output=True, text=True, env=env, timeout=300
     )
     assert json.loads(res.stdout)["results"][0]["source"] == "page.html"
+
+
+def test_progress_bar_on_a_terminal_and_silent_otherwise(tmp_path: Path, docs: Path) -> None:
+    """stderr on a pseudo-terminal gets the live progress bar; under --quiet nothing at all."""
+    import pty
+
+    env = {**os.environ, "ASKDOCS_MILVUS_URI": str(tmp_path / "tty.db"), "COLUMNS": "160"}
+    exe = [sys.executable, "-m", "askdocs.cli", "ingest", str(docs)]
+
+    def run_on_pty(args: list[str]) -> str:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=300)
+        os.close(master)
+        return b"".join(chunks).decode(errors="replace")
+
+    shown = run_on_pty(exe)
+    assert "files/s" in shown and "chunks (" in shown  # the live rate column, not the summary
+    assert "4 added" in shown
+    quiet = run_on_pty([*exe, "--quiet"])
+    assert quiet.strip() == ""

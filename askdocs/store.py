@@ -420,11 +420,13 @@ class MilvusStore:
         self._ensure_loaded()
         limit = max(k, candidates)
         out: list[list[Hit]] = []
-        # One request per query keeps each fused list independent on every Milvus version.
-        for vec, text in zip(vectors, texts, strict=True):
+        vecs = list(vectors)
+        for i in range(0, len(vecs), 64):  # batched: one hybrid_search call fuses each query's lists apart
             reqs = [
-                AnnSearchRequest([vec], "vector", {"metric_type": self.metric_type}, limit, expr=expr or None),
-                AnnSearchRequest([text], "sparse", {"metric_type": "BM25"}, limit, expr=expr or None),
+                AnnSearchRequest(
+                    vecs[i : i + 64], "vector", {"metric_type": self.metric_type}, limit, expr=expr or None
+                ),
+                AnnSearchRequest(list(texts[i : i + 64]), "sparse", {"metric_type": "BM25"}, limit, expr=expr or None),
             ]
             res = self._call(
                 self.client.hybrid_search,

@@ -137,7 +137,7 @@ def main():
     timings["embed"] = time.perf_counter() - t
     converted_values = list(map(np.float32, embeddings))
     dict_list = [{"chunk": c.page_content, "source": c.metadata.get("source", ""),
-                  "vector": v} for c, v in zip(chunks, converted_values)]
+                  "vector": v} for c, v in zip(chunks, converted_values, strict=True)]
 
     # Store: quick-setup collection, insert, flush (the one deviation).
     mc = MilvusClient(args.db)
@@ -151,7 +151,7 @@ def main():
     timings["insert+flush"] = time.perf_counter() - t
 
     # Query, one question at a time, encoded and normalized as in the blog.
-    questions = [json.loads(line) for line in open(args.questions, encoding="utf-8")
+    questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines()
                  if line.strip()]
     ranks, per_question, encode_s, search_s = {}, [], [], []
     for q in questions:

@@ -198,10 +198,12 @@ class Ingestor:
     def _drain(self, final: bool = False) -> None:
         while len(self._pending) >= self.batch_size or (final and self._pending):
             batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
-            embedder = self._embedder()
             if not self._collection_ready:
-                self._ensure_collection()
+                with self._time("model"):  # first batch: load the model and create the collection
+                    self._embedder().warm_up()
+                    self._ensure_collection()
                 self._collection_ready = True
+            embedder = self._embedder()
             with self._time("embed"):
                 vectors = embedder.embed_documents([c.search_text for c in batch])
             with self._time("write"):

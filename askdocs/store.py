@@ -150,7 +150,10 @@ class MilvusStore:
                 "Stop that process, or share the file through a server: "
                 f"`milvus-lite server --host 127.0.0.1` and then --uri http://127.0.0.1:19530."
             )
-        return f"Milvus at {self.uri}: {text}"
+        detail = getattr(exc, "message", None) or text  # MilvusException's own words, without its repr
+        if "fail connecting" in text.lower() or "unavailable" in text.lower():
+            return f"cannot reach Milvus at {self.uri}: {detail}. Is the server running, and is the URI right?"
+        return f"Milvus at {self.uri}: {detail}"
 
     def close(self) -> None:
         if self._client is not None:

@@ -134,3 +134,9 @@ def test_progress_bar_on_a_terminal_and_silent_otherwise(tmp_path: Path, docs: P
     assert "4 added" in shown
     quiet = run_on_pty([*exe, "--quiet"])
     assert quiet.strip() == ""
+
+
+def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["status", "--uri", "http://127.0.0.1:9"])
+    assert res.exit_code == 1
+    assert "cannot reach Milvus at http://127.0.0.1:9" in res.output and "Traceback" not in res.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,7 +110,7 @@ class Embedder:
         dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
         return int(dim or model.get_sentence_embedding_dimension())
 
-    def tokenizer_length(self) -> callable:  # type: ignore[valid-type]
+    def tokenizer_length(self) -> Callable[[str], int]:
         """Token count function for token-based chunk sizing."""
         tokenizer = self.warm_up().tokenizer
         return lambda text: len(tokenizer.encode(text, add_special_tokens=False))

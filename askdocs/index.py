@@ -170,7 +170,7 @@ class Index:
             st.size_bytes = (
                 sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             )
-        st.other_collections = [c for c in self.store.client.list_collections() if c != s.collection]
+        st.other_collections = [c for c in self.store.list_collections() if c != s.collection]
         meta = self.store.meta()
         if meta is None:
             return st

@@ -168,6 +168,9 @@ class MilvusStore:
     def exists(self) -> bool:
         return bool(self._call(self.client.has_collection, self.collection))
 
+    def list_collections(self) -> list[str]:
+        return list(self._call(self.client.list_collections))
+
     def meta(self) -> dict[str, Any] | None:
         """The askdocs metadata recorded on the collection, or None if it does not exist."""
         if not self.exists():

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused with RRF).")
     top_k: int = Field(5, ge=1, le=1000, description="Results per query.")
     rrf_k: int = Field(60, ge=1, description="RRF constant for hybrid fusion.")
+    fusion: Literal["rrf", "weighted"] = Field(
+        "rrf", description="How hybrid fuses dense and BM25: reciprocal rank (rrf) or weighted normalised scores."
+    )
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share of the score with fusion=weighted.")
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -71,7 +71,12 @@ class Index:
         self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
         self._embedder: Embedder | None = embedder
         self._chunker: Chunker | None = None
-        self.retriever = Retriever(self.store, self.embedder, rrf_k=s.rrf_k)
+        self.retriever = Retriever(
+            self.store,
+            self.embedder,
+            rrf_k=s.rrf_k,
+            dense_weight=s.dense_weight if s.fusion == "weighted" else None,
+        )
 
     # ------------------------------------------------------------------ parts
 

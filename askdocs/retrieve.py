@@ -24,11 +24,14 @@ class Retriever:
         embedder: Callable[[], Embedder],
         rrf_k: int = 60,
         candidates: int = 50,
+        dense_weight: float | None = None,
     ) -> None:
+        """``dense_weight`` None fuses by RRF; a number fuses normalised scores with that dense share."""
         self.store = store
         self._embedder = embedder
         self.rrf_k = rrf_k
         self.candidates = candidates
+        self.dense_weight = dense_weight
         self._warned = False
 
     def search(self, queries: Sequence[str], k: int, mode: str = "hybrid", expr: str = "") -> list[list[Hit]]:
@@ -48,4 +51,6 @@ class Retriever:
         vectors = self._embedder().embed_queries(queries)
         if mode == "dense":
             return self.store.search_dense(vectors, k, expr)
-        return self.store.search_hybrid(vectors, queries, k, expr, candidates=self.candidates, rrf_k=self.rrf_k)
+        return self.store.search_hybrid(
+            vectors, queries, k, expr, candidates=self.candidates, rrf_k=self.rrf_k, dense_weight=self.dense_weight
+        )

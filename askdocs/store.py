@@ -417,10 +417,19 @@ class MilvusStore:
         return self._hits(res, bm25=True)
 
     def search_hybrid(
-        self, vectors: np.ndarray, texts: Sequence[str], k: int, expr: str = "", candidates: int = 50, rrf_k: int = 60
+        self,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        k: int,
+        expr: str = "",
+        candidates: int = 50,
+        rrf_k: int = 60,
+        dense_weight: float | None = None,
     ) -> list[list[Hit]]:
-        """Dense and BM25 candidates fused by Milvus with Reciprocal Rank Fusion."""
-        from pymilvus import AnnSearchRequest, RRFRanker
+        """Dense and BM25 candidates fused by Milvus: Reciprocal Rank Fusion, or weighted scores."""
+        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+        ranker = RRFRanker(rrf_k) if dense_weight is None else WeightedRanker(dense_weight, 1.0 - dense_weight)
 
         self._require_bm25()
         self._ensure_loaded()
@@ -438,7 +447,7 @@ class MilvusStore:
                 self.client.hybrid_search,
                 self.collection,
                 reqs,
-                RRFRanker(rrf_k),
+                ranker,
                 limit=k,
                 output_fields=OUTPUT_FIELDS,
             )

@@ -147,3 +147,15 @@ def test_chunk_settings_change_reingests(make_index, docs: Path) -> None:
     report = smaller.ingest(docs)
     assert report.updated == 4 and report.chunks > 0
     assert all(len(h.text) <= 128 for h in smaller.search_many(["HNSW graph"], k=20, mode="bm25")[0])
+
+
+def test_weighted_fusion_is_a_real_alternative(make_index, docs: Path) -> None:
+    """fusion=weighted changes the scores (normalised, not reciprocal ranks) and still ranks well."""
+    index = make_index()
+    index.ingest(docs)
+    rrf = index.search("Which lock does VACUUM FULL take?", k=3, mode="hybrid")
+    index.close()
+    weighted = make_index(fusion="weighted", dense_weight=0.6)
+    hits = weighted.search("Which lock does VACUUM FULL take?", k=3, mode="hybrid")
+    assert hits[0].source == rrf[0].source == "page.html"
+    assert hits[0].score > 0.1 > rrf[0].score  # RRF scores are at most 2/(60+1)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from askdocs.chunk import Chunk, Chunker
@@ -86,21 +88,13 @@ class _Plan:
     drop_other_versions: bool
 
 
-class _Timer:
-    def __init__(self, stages: dict[str, float]) -> None:
-        self.stages = stages
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self) -> None:
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc: object) -> None:
-                timer.stages[name] = timer.stages.get(name, 0.0) + time.perf_counter() - self.t
-
-        return _Ctx()
+@contextmanager
+def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
 
 
 class Ingestor:
@@ -122,7 +116,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.progress = progress or _NoProgress()
         self.report = IngestReport()
-        self._time = _Timer(self.report.stages)
+        self._time = partial(_timed, self.report.stages)
         self._pending: deque[Chunk] = deque()
         self._plans: dict[str, _Plan] = {}
         self._collection_ready = False

@@ -138,9 +138,17 @@ class Ingestor:
         with self._time("read_state"):
             states = self.store.document_states()
         self.progress.start(len(found.files))
-        seen: set[str] = set()
+        seen: dict[str, SourceFile] = {}
         for file in found.files:
-            seen.add(file.source)
+            first = seen.get(file.source)
+            if first is not None:  # two roots hold the same relative path: one identity, two files
+                self._fail(
+                    str(file.path),
+                    f"same source path {file.source!r} as {first.path}; ingest their common parent folder, "
+                    "or the other folder into another --collection",
+                )
+                continue
+            seen[file.source] = file
             self._one(file, states.get(file.source))
             self.progress.file_done(file.source)
         self._drain(final=True)

@@ -159,3 +159,17 @@ def test_weighted_fusion_is_a_real_alternative(make_index, docs: Path) -> None:
     hits = weighted.search("Which lock does VACUUM FULL take?", k=3, mode="hybrid")
     assert hits[0].source == rrf[0].source == "page.html"
     assert hits[0].score > 0.1 > rrf[0].score  # RRF scores are at most 2/(60+1)
+
+
+def test_same_source_path_from_two_folders_is_reported_not_mixed(make_index, tmp_path: Path) -> None:
+    """Sources are relative to their root, so a/index.md and b/index.md collide: the second is reported."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "index.md").write_text("# A\n\nalpha text one.\n")
+    (tmp_path / "b" / "index.md").write_text("# B\n\nbeta text two.\n")
+    index = make_index()
+    report = index.ingest(tmp_path / "a", tmp_path / "b")
+    assert (report.added, report.failed) == (1, 1)
+    assert report.failures[0][0] == str(tmp_path / "b" / "index.md")
+    assert "same source path" in report.failures[0][1]
+    assert [d.title for d in index.documents()] == ["A"]

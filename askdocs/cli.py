@@ -270,6 +270,249 @@ def search(
             out.print(table)
 
 
+# --------------------------------------------------------------------------- ask, chat
+
+BackendOpt = Annotated[
+    Optional[str],
+    typer.Option("--llm-backend", help="auto, vllm, openai, local or none [env: ASKDOCS_LLM_BACKEND]"),
+]
+LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM to answer with [env: ASKDOCS_LLM_MODEL]")]
+LLMUrlOpt = Annotated[
+    Optional[str],
+    typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 [env: ASKDOCS_LLM_URL]"),
+]
+LLMKeyOpt = Annotated[
+    Optional[str], typer.Option("--llm-api-key", help="API key for --llm-url [env: ASKDOCS_LLM_API_KEY]")
+]
+MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest answer [env: ASKDOCS_MAX_TOKENS]")]
+TempOpt = Annotated[
+    Optional[float], typer.Option("--temperature", help="Sampling temperature [env: ASKDOCS_TEMPERATURE]")
+]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Sampling seed [env: ASKDOCS_SEED]")]
+PromptOpt = Annotated[
+    Optional[Path], typer.Option("--prompt-file", help="TOML with `system`/`user` templates [env: ASKDOCS_PROMPT_FILE]")
+]
+KOpt = Annotated[Optional[int], typer.Option("-k", "--top-k", help="Passages per question [env: ASKDOCS_TOP_K]")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")]
+
+
+def _answerer(index: Any):
+    """Load the generator once (with a spinner on a terminal): models are the slow part of starting."""
+    from askdocs.answer import Answerer
+    from askdocs.generate import make_generator, resolve_backend
+
+    s = index.settings
+    backend = resolve_backend(s)
+    label = s.llm_url if backend == "openai" else (s.llm_model or "default model")
+    if err.is_terminal and backend != "none":
+        with err.status(f"loading {backend} LLM ({label})…"):
+            generator = _run(make_generator, s)
+    else:
+        generator = _run(make_generator, s)
+    return _run(Answerer, index, generator)
+
+
+def _print_sources(answer: Any) -> None:
+    cited = {c.n for c in answer.citations}
+    if not answer.contexts:
+        out.print("[dim]no passages found[/]")
+        return
+    out.print()
+    out.print("[bold]Sources[/]" + ("" if cited or not answer.answer else " [dim](none cited)[/]"))
+    for c in answer.contexts:
+        mark = "[green]*[/]" if c.n in cited else " "
+        where = f"[cyan]{c.source}[/]" + (f" [dim]› {c.section}[/]" if c.section else "")
+        out.print(f"{mark}[{c.n}] {where}  [dim]{c.score:.3f}[/]", highlight=False)
+
+
+def _print_passages(answer: Any) -> None:
+    """The ``none`` backend's answer: the passages themselves, best first."""
+    for c in reversed(answer.contexts):
+        where = f"[bold][{c.n}][/] [cyan]{c.source}[/]" + (f" [dim]› {c.section}[/]" if c.section else "")
+        out.print(where + f"  [dim]{c.score:.3f}[/]", highlight=False)
+        out.print(" ".join(c.text.split()), highlight=False)
+        out.print()
+
+
+def _stream_one(answerer: Any, question: str, *, history: Any = (), **kw: Any):
+    stream = _run(answerer.stream, question, history=history, **kw)
+    if answerer.generator.name == "none":
+        answer = stream.result()
+        _print_passages(answer)
+        return answer
+    pieces = iter(stream)
+    while True:
+        try:
+            piece = _run(next, pieces, None)
+        except typer.Exit:
+            raise
+        if piece is None:
+            break
+        out.print(piece, end="", highlight=False, markup=False)
+        out.file.flush()
+    out.print()
+    answer = stream.answer
+    _print_sources(answer)
+    return answer
+
+
+def _read_batch(path: Path) -> list[dict[str, Any]]:
+    """JSON Lines with a 'question' field (other fields kept, e.g. 'id'), or one question per line."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(f"{path}:{n}: invalid JSON: {exc.msg}") from None
+            if not isinstance(rec.get("question"), str):
+                raise _fail(f"{path}:{n}: JSON line has no 'question' string")
+            records.append(rec)
+        else:
+            records.append({"question": line})
+    return records
+
+
+@app.command()
+def ask(
+    question: Annotated[
+        Optional[list[str]], typer.Argument(help="The question (several words are one question).")
+    ] = None,
+    batch: Annotated[
+        Optional[Path], typer.Option("--batch", help="Answer every question in a file (JSON Lines or plain lines).")
+    ] = None,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="With --batch: write JSON Lines here instead of stdout.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
+    k: KOpt = None,
+    mode: ModeOpt = None,
+    filter: Annotated[str, typer.Option("--filter", help="Milvus filter expression over the chunks")] = "",
+    llm_backend: BackendOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_url: LLMUrlOpt = None,
+    llm_api_key: LLMKeyOpt = None,
+    max_tokens: MaxTokOpt = None,
+    temperature: TempOpt = None,
+    seed: SeedOpt = None,
+    prompt_file: PromptOpt = None,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Answer a question from the indexed documents, citing them as [n]."""
+    text = " ".join(question) if question else ""
+    if not text and batch is None:
+        raise _fail("give a question, or --batch FILE")
+    if text and batch is not None:
+        raise _fail("give either a question or --batch FILE, not both")
+    if mode is not None and mode not in ("dense", "bm25", "hybrid"):
+        raise _fail(f"--mode must be dense, bm25 or hybrid, not {mode!r}")
+    records = _read_batch(batch) if batch is not None else []
+    if batch is not None and not records:
+        raise _fail(f"{batch} holds no questions")
+    index = _index(
+        uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode, llm_backend=llm_backend,
+        llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key, max_tokens=max_tokens,
+        temperature=temperature, seed=seed, prompt_file=prompt_file,
+    )  # fmt: skip
+    with index:
+        _run(index._require_collection)
+        answerer = _answerer(index)
+        try:
+            if batch is not None:
+                _ask_batch(answerer, records, out_file, filter)
+            elif as_json:
+                answer = _run(lambda: answerer.stream(text, filter=filter).result())
+                print(json.dumps(answer.to_dict(), ensure_ascii=False))
+            else:
+                _stream_one(answerer, text, filter=filter)
+        finally:
+            answerer.generator.close()
+
+
+def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | None, filter: str) -> None:
+    questions = [r["question"] for r in records]
+    t0 = time.perf_counter()
+    if err.is_terminal:
+        with err.status(f"answering {len(questions)} questions in one batch…"):
+            answers = _run(answerer.ask_many, questions, filter=filter)
+    else:
+        answers = _run(answerer.ask_many, questions, filter=filter)
+    wall = time.perf_counter() - t0
+    lines = []
+    for rec, answer in zip(records, answers, strict=True):
+        row = {k: v for k, v in rec.items() if k not in ("question",)}
+        lines.append(json.dumps({**row, **answer.to_dict()}, ensure_ascii=False))
+    if out_file is not None:
+        try:
+            out_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write {out_file}: {exc.strerror}") from None
+    else:
+        for line in lines:
+            print(line)
+    toks = sum(a.usage.get("completion_tokens", 0) for a in answers)
+    where = f" -> {out_file}" if out_file else ""
+    err.print(
+        f"{len(answers)} answers in {wall:.1f}s ({toks} tokens, {toks / max(wall, 1e-9):.1f} tokens/s){where}",
+        highlight=False,
+    )
+
+
+@app.command()
+def chat(
+    k: KOpt = None,
+    mode: ModeOpt = None,
+    llm_backend: BackendOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_url: LLMUrlOpt = None,
+    llm_api_key: LLMKeyOpt = None,
+    max_tokens: MaxTokOpt = None,
+    temperature: TempOpt = None,
+    seed: SeedOpt = None,
+    prompt_file: PromptOpt = None,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Ask many questions with one loaded model; follow-ups ("and what about IVF?") are understood."""
+    index = _index(
+        uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode, llm_backend=llm_backend,
+        llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key, max_tokens=max_tokens,
+        temperature=temperature, seed=seed, prompt_file=prompt_file,
+    )  # fmt: skip
+    with index:
+        _run(index._require_collection)
+        answerer = _answerer(index)
+        history: list[dict[str, str]] = []
+        err.print(f"[dim]{answerer.generator.name} over {index.settings.collection}; empty line or Ctrl-D ends[/]")
+        try:
+            while True:
+                try:
+                    question = out.input("[bold green]? [/]").strip() if out.is_terminal else input().strip()
+                except EOFError:
+                    break
+                if not question or question in ("exit", "quit", "/exit", "/quit"):
+                    break
+                answer = _stream_one(answerer, question, history=history)
+                if answer.query != question:
+                    err.print(f"[dim](searched for: {answer.query})[/]", highlight=False)
+                history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+                out.print()
+        finally:
+            answerer.generator.close()
+
+
 # --------------------------------------------------------------------------- status, documents, delete, reset
 
 

@@ -95,7 +95,8 @@ def resolve_local_model(name: str | None) -> Path | str:
 class LocalGenerator(BaseGenerator):
     """transformers ``generate`` with the model's chat template; streams through TextIteratorStreamer."""
 
-    def __init__(self, model: str | None = None, device: str | None = None) -> None:
+    def __init__(self, model: str | None = None, device: str | None = None, repetition_penalty: float = 1.1) -> None:
+        """``repetition_penalty``: the 135M default model loops on one line without a light one."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -116,6 +117,7 @@ class LocalGenerator(BaseGenerator):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0)) or None
+        self.repetition_penalty = repetition_penalty
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
 
     def _ids(self, messages: Sequence[Message]) -> list[int]:
@@ -130,7 +132,11 @@ class LocalGenerator(BaseGenerator):
 
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        kw: dict[str, object] = {"max_new_tokens": params.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        kw: dict[str, object] = {
+            "max_new_tokens": params.max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "repetition_penalty": self.repetition_penalty,
+        }
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:

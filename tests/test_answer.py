@@ -1,0 +1,188 @@
+"""Answers end to end on the CPU default: real Milvus Lite, real MiniLM, real SmolLM2 (transformers).
+
+The 135M model's wording is not asserted; the structure is: the answer exists, its contexts are the
+retrieved chunks in prompt order, its citations point at those contexts, usage and timings are filled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from askdocs import Index
+from askdocs.answer import Answerer
+from askdocs.cli import app
+from askdocs.config import load_settings
+from askdocs.embed import Embedder
+from askdocs.generate import SamplingParams, make_generator
+from askdocs.generate.local import LocalGenerator
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "milvus-docs"
+
+runner = CliRunner()
+QUESTION = "What do the parameters of HNSW mean?"
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> str:
+    db = str(tmp_path_factory.mktemp("answers") / "sample.db")
+    with Index(milvus_uri=db, embedder=embedder) as ix:
+        report = ix.ingest(SAMPLE)
+        assert report.failed == 0 and report.chunks > 100
+    return db
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> LocalGenerator:
+    """The packaged SmolLM2, converted once into the user cache and loaded once per session."""
+    return LocalGenerator()
+
+
+@pytest.fixture
+def answerer(sample_db: str, embedder: Embedder, local_llm: LocalGenerator):
+    ix = Index(milvus_uri=sample_db, embedder=embedder, max_tokens=24, temperature=0.0, top_k=4)
+    yield Answerer(ix, local_llm)
+    ix.close()
+
+
+def check_answer(answer, question: str, search_hits) -> None:
+    assert answer.question == question
+    assert answer.answer.strip(), "the model wrote something"
+    # contexts are the retrieved chunks, most relevant last, numbered 1..k in prompt order
+    assert [c.id for c in answer.contexts] == [h.id for h in reversed(search_hits)]
+    assert [c.n for c in answer.contexts] == list(range(1, len(search_hits) + 1))
+    by_n = {c.n: c for c in answer.contexts}
+    for c in answer.citations:
+        assert by_n[c.n] == c, "a citation is one of the prompt's documents"
+    assert answer.usage["prompt_tokens"] > 100 and 0 < answer.usage["completion_tokens"] <= 24
+    assert set(answer.timings) >= {"embed", "search", "generate"}
+    assert all(v >= 0 for v in answer.timings.values())
+
+
+def test_ask_answers_from_retrieved_chunks(answerer: Answerer) -> None:
+    hits = answerer.index.search(QUESTION, k=4)
+    assert {"reference/index.md", "integrations/milvus_rag_with_vllm.md"} & {h.source for h in hits}
+    answer = answerer.ask(QUESTION)
+    check_answer(answer, QUESTION, hits)
+    d = answer.to_dict()
+    assert set(d) == {"question", "answer", "citations", "contexts", "timings", "usage"}
+    assert set(d["contexts"][0]) == {"n", "source", "section", "text", "score"}
+
+
+def test_stream_gives_contexts_first_then_the_same_answer_piece_by_piece(answerer: Answerer) -> None:
+    stream = answerer.stream(QUESTION)
+    assert len(stream.contexts) == 4 and stream.answer is None
+    pieces = list(stream)
+    assert len(pieces) > 1, "streamed, not one block"
+    assert stream.answer is not None
+    assert "".join(pieces).strip() == stream.answer.answer
+    check_answer(stream.answer, QUESTION, answerer.index.search(QUESTION, k=4))
+
+
+def test_batch_keeps_input_order(answerer: Answerer) -> None:
+    questions = ["How do I install Milvus Lite?", QUESTION, "What is a partition key?"]
+    answers = answerer.ask_many(questions)
+    assert [a.question for a in answers] == questions
+    for q, a in zip(questions, answers, strict=True):
+        check_answer(a, q, answerer.index.search(q, k=4))
+
+
+def test_chat_follow_up_is_rewritten_before_retrieval(answerer: Answerer) -> None:
+    history = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": "M is the maximum degree and efConstruction the build search range [4]."},
+    ]
+    stream = answerer.stream("and what about IVF?", history=history)
+    answer = stream.result()
+    assert answer.query.strip() and "rewrite" in answer.timings
+    # the history travels to the model between the system prompt and the new question
+    roles = [m["role"] for m in stream.prepared.prompt.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_context_window_is_respected(answerer: Answerer, local_llm: LocalGenerator) -> None:
+    prep = answerer.prepare_many([QUESTION], params=SamplingParams(max_tokens=local_llm.max_context - 300))[0]
+    assert prep.prompt.prompt_tokens <= 300 and prep.prompt.dropped >= 1
+    assert local_llm.count_tokens(prep.prompt.messages) == prep.prompt.prompt_tokens
+
+
+def test_backend_choice() -> None:
+    assert make_generator(load_settings(llm_backend="none")).name == "none"
+    from askdocs.generate import resolve_backend
+
+    assert resolve_backend(load_settings(llm_url="http://x:8000/v1")) == "openai"
+    assert resolve_backend(load_settings(llm_backend="auto")) in ("local", "vllm")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> str:
+    monkeypatch.setenv("ASKDOCS_MILVUS_URI", sample_db)
+    monkeypatch.setenv("ASKDOCS_EMBED_DEVICE", "cpu")
+    monkeypatch.setenv("ASKDOCS_MAX_TOKENS", "24")
+    return sample_db
+
+
+def test_cli_ask_json(cli_env: str) -> None:
+    res = runner.invoke(app, ["ask", QUESTION, "--json", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["question"] == QUESTION and obj["answer"]
+    assert len(obj["contexts"]) == 3
+    assert {c["n"] for c in obj["citations"]} <= {c["n"] for c in obj["contexts"]}
+    assert set(obj["timings"]) >= {"embed", "search", "generate"}
+    assert obj["usage"]["completion_tokens"] > 0
+
+
+def test_cli_ask_streams_then_lists_sources(cli_env: str) -> None:
+    res = runner.invoke(app, ["ask", QUESTION, "-k", "3"])
+    assert res.exit_code == 0, res.output
+    answer, _, sources = res.stdout.partition("Sources")
+    assert answer.strip()
+    assert len([line for line in sources.splitlines() if "[" in line and ".md" in line]) == 3
+
+
+def test_cli_batch_jsonl_in_order(cli_env: str, tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    rows = [{"id": "a", "question": "How do I install Milvus Lite?"}, {"id": "b", "question": QUESTION}]
+    qfile.write_text("\n".join(json.dumps(r) for r in rows) + "\nWhat is a collection?\n")
+    out = tmp_path / "answers.jsonl"
+    res = runner.invoke(app, ["ask", "--batch", str(qfile), "--out", str(out), "-k", "2"])
+    assert res.exit_code == 0, res.output
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [g.get("id") for g in got] == ["a", "b", None]
+    assert [g["question"] for g in got] == [rows[0]["question"], QUESTION, "What is a collection?"]
+    assert all(g["answer"] and len(g["contexts"]) == 2 for g in got)
+    assert "3 answers" in res.stderr
+
+
+def test_cli_none_backend_prints_passages(cli_env: str) -> None:
+    res = runner.invoke(app, ["ask", QUESTION, "--llm-backend", "none", "-k", "2"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("[") >= 2 and ".md" in res.stdout
+
+
+def test_cli_chat_two_turns(cli_env: str) -> None:
+    res = runner.invoke(app, ["chat", "-k", "2"], input=f"{QUESTION}\nand what about IVF?\n\n")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("Sources") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--llm-url", "http://127.0.0.1:9/v1"], "cannot reach the LLM server at http://127.0.0.1:9/v1"),
+        (["--llm-backend", "local", "--llm-model", "/nonexistent/model"], "cannot load LLM"),
+        (["--prompt-file", "/nonexistent.toml"], "cannot read prompt file"),
+    ],
+)
+def test_cli_errors_are_one_line(cli_env: str, args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["ask", QUESTION, *args])
+    assert res.exit_code == 1
+    assert message in res.stderr
+    assert "Traceback" not in res.output

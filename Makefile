@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-## Ingest the bundled sample (Milvus docs) into ./askdocs.db and search it.
+## Ingest the bundled sample (Milvus docs) into ./askdocs.db and ask it a question (CPU default LLM).
 demo: $(STAMP)
 	$(BIN)/askdocs ingest samples/milvus-docs
-	$(BIN)/askdocs search "$(QUESTION)" -k 5
+	$(BIN)/askdocs ask "$(QUESTION)"
 
 ## The whole test suite, as CI runs it.
 test: $(STAMP)

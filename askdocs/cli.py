@@ -513,6 +513,62 @@ def chat(
             answerer.generator.close()
 
 
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option("--host", help="Interface [env: ASKDOCS_HOST]")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="TCP port [env: ASKDOCS_PORT]")] = None,
+    llm_backend: BackendOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_url: LLMUrlOpt = None,
+    llm_api_key: LLMKeyOpt = None,
+    max_tokens: MaxTokOpt = None,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1), the REST API (/api) and the web page (/)."""
+    from askdocs.config import load_settings
+
+    try:
+        settings = load_settings(
+            host=host, port=port, llm_backend=llm_backend, llm_model=llm_model, llm_url=llm_url,
+            llm_api_key=llm_api_key, max_tokens=max_tokens, milvus_uri=uri, milvus_token=token,
+            collection=collection, embed_model=embed_model,
+        )  # fmt: skip
+    except Exception as exc:
+        raise _fail(f"invalid settings: {exc}") from None
+    import uvicorn
+
+    from askdocs.server import create_app
+
+    app_ = create_app(settings)
+    config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets=None) -> None:
+        await original_startup(sockets)
+        svc = app_.state.service()
+        if svc is None:  # the app failed to start; uvicorn has said why
+            return
+        st = svc.index.status()
+        url = f"http://{settings.host}:{settings.port}"
+        err.print(f"[bold]askdocs[/] serving {url}  (web page /, OpenAI API {url}/v1, docs {url}/docs)")
+        err.print(
+            f"  collection [cyan]{settings.collection}[/] at {settings.milvus_uri}: "
+            f"{st.documents} documents, {st.chunks} chunks; embeddings {st.model or svc.embedder.model_name}",
+            highlight=False,
+        )
+        err.print(f"  LLM: {svc.backend} {svc.generator.name}; API key {'required' if settings.api_key else 'off'}")
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()  # uvicorn handles Ctrl-C itself
+
+
 # --------------------------------------------------------------------------- status, documents, delete, reset
 
 

@@ -112,6 +112,23 @@ class Settings(BaseSettings):
     enforce_eager: bool = Field(False, description="vLLM: skip CUDA graph capture (starts faster, runs slower).")
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs to shard the model across.")
 
+    # --- server (askdocs serve) ---------------------------------------------------
+    host: str = Field("127.0.0.1", description="askdocs serve: interface to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="askdocs serve: TCP port.")
+    api_key: str | None = Field(
+        None, description="askdocs serve: when set, every API route requires `Authorization: Bearer KEY`."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="askdocs serve: origins allowed by CORS (off when empty)."
+    )
+    ingest_roots: list[Path] = Field(
+        default_factory=list,
+        description="askdocs serve: folders that /api/ingest may read server-side paths from (none when empty).",
+    )
+    upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
+    max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, v: int, info):

@@ -23,6 +23,14 @@ def embedder() -> Embedder:
     return emb
 
 
+@pytest.fixture(scope="session")
+def local_llm():
+    """The packaged SmolLM2 (the CPU default LLM), converted once into the user cache, loaded once."""
+    from askdocs.generate.local import LocalGenerator
+
+    return LocalGenerator()
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return str(tmp_path / "index.db")

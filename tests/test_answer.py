@@ -35,12 +35,6 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> s
     return db
 
 
-@pytest.fixture(scope="session")
-def local_llm() -> LocalGenerator:
-    """The packaged SmolLM2, converted once into the user cache and loaded once per session."""
-    return LocalGenerator()
-
-
 @pytest.fixture
 def answerer(sample_db: str, embedder: Embedder, local_llm: LocalGenerator):
     ix = Index(milvus_uri=sample_db, embedder=embedder, max_tokens=24, temperature=0.0, top_k=4)

@@ -1,0 +1,318 @@
+"""askdocs serve against the real app: uvicorn on loopback, real Milvus Lite, MiniLM and SmolLM2.
+
+Clients are the ones users have: the openai SDK (streaming and not), httpx for the REST API and SSE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from askdocs.config import Settings
+from askdocs.server import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "samples" / "milvus-docs"
+QUESTION = "What do the parameters of HNSW mean?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    def __init__(self, app, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.time() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("served") / "docs"
+    for rel in ("reference/index.md", "getstarted/milvus_lite.md", "getstarted/quickstart.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / rel, root / rel)
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(corpus: Path, embedder) -> Settings:
+    base = corpus.parent
+    s = Settings(
+        milvus_uri=str(base / "served.db"),
+        upload_dir=base / "uploads",
+        ingest_roots=[corpus],
+        max_tokens=16,
+        temperature=0.0,
+        top_k=3,
+        max_upload_bytes=200_000,
+        max_upload_files=5,
+    )
+    from askdocs import Index
+
+    with Index(s, embedder=embedder) as ix:
+        assert ix.ingest(corpus).added == 3
+    return s
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, embedder, local_llm) -> Iterator[Running]:
+    app = create_app(settings, generator=local_llm, embedder=embedder)
+    with Running(app, free_port()) as running:
+        yield running
+
+
+@pytest.fixture
+def http(server: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def openai_client(server: Running):
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=120)
+
+
+def sse(response: httpx.Response) -> list[tuple[str, str]]:
+    """(event, data) pairs of a text/event-stream body."""
+    events, event, data = [], "message", []
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            events.append((event, "\n".join(data)))
+            event, data = "message", []
+    return events
+
+
+def test_health_models_info(http: httpx.Client) -> None:
+    assert http.get("/health").json()["status"] == "ok"
+    models = http.get("/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "askdocs"
+    info = http.get("/api/info").json()
+    assert info["documents"] == 3 and info["chunks"] > 10 and info["auth"] is False
+
+
+def test_openai_sdk_non_streaming_carries_sources(openai_client) -> None:
+    r = openai_client.chat.completions.create(
+        model="askdocs", messages=[{"role": "user", "content": QUESTION}], max_tokens=12
+    )
+    assert r.choices[0].message.content
+    assert 0 < r.usage.completion_tokens <= 12 and r.usage.prompt_tokens > 50
+    sources = r.model_extra["sources"]
+    assert [s["n"] for s in sources] == [1, 2, 3]
+    assert "reference/index.md" in {s["source"] for s in sources}
+    assert all({"n", "source", "section", "text", "score", "cited"} <= set(s) for s in sources)
+
+
+def test_openai_sdk_streaming_ends_with_sources(openai_client) -> None:
+    chunks = list(
+        openai_client.chat.completions.create(
+            model="askdocs", messages=[{"role": "user", "content": QUESTION}], max_tokens=12, stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1, "streamed in pieces"
+    last = chunks[-1]
+    assert last.choices[0].finish_reason in ("stop", "length")
+    assert len(last.model_extra["sources"]) == 3 and last.usage.completion_tokens > 0
+
+
+def test_chat_history_and_errors_are_json(http: httpx.Client) -> None:
+    r = http.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [
+                {"role": "system", "content": "ignored"},
+                {"role": "user", "content": QUESTION},
+                {"role": "assistant", "content": "M and efConstruction [3]."},
+                {"role": "user", "content": "and what about IVF?"},
+            ],
+            "max_tokens": 8,
+        },
+    )
+    assert r.status_code == 200, r.text
+    for body, status in [
+        ({"messages": []}, 422),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, 400),
+        ({"model": "no-such-collection", "messages": [{"role": "user", "content": "x"}]}, 404),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, 422),
+    ]:
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.status_code == status, (body, r.text)
+        err = r.json()["error"]
+        assert err["message"] and "Traceback" not in r.text
+
+
+def test_rest_ask_streams_sources_tokens_done(http: httpx.Client) -> None:
+    with http.stream("POST", "/api/ask", json={"question": QUESTION, "k": 2, "max_tokens": 12}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse(r)
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and kinds.count("token") > 1
+    sources = json.loads(events[0][1])
+    assert len(sources["contexts"]) == 2
+    done = json.loads(events[-1][1])
+    assert done["answer"] == "".join(json.loads(d)["text"] for e, d in events if e == "token").strip()
+    assert [c["n"] for c in done["contexts"]] == [1, 2]
+
+
+def test_rest_search_documents(http: httpx.Client) -> None:
+    r = http.post("/api/search", json={"query": "Milvus Lite local file", "k": 2, "mode": "bm25"})
+    assert r.status_code == 200
+    assert len(r.json()["results"]) == 2
+    docs = http.get("/api/documents").json()["documents"]
+    assert sorted(d["source"] for d in docs)[0] == "getstarted/milvus_lite.md"
+
+
+def wait_job(http: httpx.Client, job: str) -> dict:
+    for _ in range(600):
+        j = http.get(f"/api/jobs/{job}").json()
+        if j["state"] in ("done", "failed"):
+            return j
+        time.sleep(0.1)
+    raise AssertionError("ingest job did not finish")
+
+
+def test_upload_then_search_then_delete(http: httpx.Client) -> None:
+    text = b"# Zorbulator\n\nThe zorbulator setting controls quantum flux capacitance in askdocs tests.\n"
+    r = http.post("/api/ingest", files=[("files", ("zorb notes.md", text, "text/markdown"))])
+    assert r.status_code == 202, r.text
+    job = wait_job(http, r.json()["job"])
+    assert job["state"] == "done" and job["files_done"] == 1 and job["chunks"] >= 1
+    hits = http.post("/api/search", json={"query": "zorbulator quantum flux", "k": 1}).json()["results"]
+    assert hits[0]["source"] == "zorb notes.md"
+    assert "zorb notes.md" in {d["source"] for d in http.get("/api/documents").json()["documents"]}
+    r = http.delete("/api/documents/zorb%20notes.md")
+    assert r.status_code == 200 and r.json()["chunks"] >= 1
+    assert http.delete("/api/documents/zorb%20notes.md").status_code == 404
+    hits = http.post("/api/search", json={"query": "zorbulator quantum flux", "k": 1}).json()["results"]
+    assert hits[0]["source"] != "zorb notes.md"
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "message"),
+    [
+        ([("files", ("tool.exe", b"MZ...", "application/octet-stream"))], 415, "unsupported type"),
+        ([("files", ("a.md", b"x" * 200_001, "text/markdown"))], 413, "larger than"),
+        ([("files", ("a.md", b"\x00\x01binary\x00", "text/markdown"))], 415, "binary"),
+        ([("files", ("a.pdf", b"not a pdf", "application/pdf"))], 415, "not a PDF"),
+        ([("files", ("a.md", b"# hi", "image/png"))], 415, "content type"),
+        ([("files", (f"f{i}.md", b"# hi", "text/markdown")) for i in range(6)], 413, "too many files"),
+        ([("files", ("../../etc/passwd.md", b"# ok", "text/markdown"))], 202, ""),
+    ],
+)
+def test_upload_limits(http: httpx.Client, settings: Settings, files, status: int, message: str) -> None:
+    r = http.post("/api/ingest", files=files)
+    assert r.status_code == status, r.text
+    if status != 202:
+        assert message in r.json()["error"]["message"]
+    else:  # the name is reduced to its last part, inside the upload folder
+        wait_job(http, r.json()["job"])
+        assert (settings.upload_dir / "passwd.md").is_file()
+        http.delete("/api/documents/passwd.md")
+
+
+def test_server_side_paths_stay_inside_the_roots(http: httpx.Client, corpus: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.md"
+    outside.write_text("# secret\n\ntop secret text\n")
+    link = corpus / "escape"
+    link.mkdir(exist_ok=True)
+    (link / "leak.md").symlink_to(outside)
+    try:
+        for paths in (["../secret.md"], [str(outside)], ["/etc"], ["escape"], [str(link / "leak.md")]):
+            r = http.post("/api/ingest", json={"paths": paths})
+            assert r.status_code == 403, (paths, r.text)
+            assert str(tmp_path) not in r.text
+        r = http.post("/api/ingest", json={"paths": ["reference"]})
+        assert r.status_code == 202
+        assert wait_job(http, r.json()["job"])["state"] == "done"
+    finally:
+        shutil.rmtree(link)
+
+
+def test_concurrent_requests_are_batched(server: Running, openai_client) -> None:
+    app_service = None
+    for _ in range(1):
+        app_service = server.server.config.app.state.service()
+    before = len(app_service.batcher.batches)
+
+    def one(i: int) -> str:
+        r = openai_client.chat.completions.create(
+            model="askdocs", messages=[{"role": "user", "content": f"{QUESTION} ({i})"}], max_tokens=8
+        )
+        return r.choices[0].message.content
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(8)))
+    assert all(answers)
+    sizes = app_service.batcher.batches[before:]
+    assert sum(sizes) == 8 and max(sizes) > 1, sizes
+
+
+def test_metrics(http: httpx.Client) -> None:
+    http.get("/health")
+    text = http.get("/metrics").text
+    assert 'askdocs_requests_total{method="GET",route="/health",status="200"}' in text
+    assert "askdocs_stage_seconds_bucket" in text and 'stage="generate"' in text
+    assert 'askdocs_tokens_total{kind="completion"}' in text
+
+
+def test_api_key(settings: Settings, embedder, local_llm) -> None:
+    keyed = settings.model_copy(update={"api_key": "s3cret-key"})
+    app = create_app(keyed, generator=local_llm, embedder=embedder)
+    with Running(app, free_port()) as running, httpx.Client(base_url=running.url, timeout=60) as c:
+        assert c.get("/health").status_code == 200  # liveness stays open
+        for path in ("/v1/models", "/api/documents", "/api/info", "/metrics"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+        r = c.post("/api/search", json={"query": "x"})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+        assert "s3cret" not in r.text
+        import openai
+
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{running.url}/v1", api_key="nope").models.list()
+        ok = openai.OpenAI(base_url=f"{running.url}/v1", api_key="s3cret-key").models.list()
+        assert ok.data[0].id == "askdocs"
+
+
+def test_cors_off_by_default(http: httpx.Client) -> None:
+    r = http.options("/api/search", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

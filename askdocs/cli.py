@@ -570,6 +570,84 @@ def serve(
     server.run()  # uvicorn handles Ctrl-C itself
 
 
+# --------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_(
+    questions: Annotated[Path, typer.Argument(help="JSON Lines questions (id, question, gold_sources, ...).")],
+    mode: ModeOpt = None,
+    compare: Annotated[
+        Optional[str], typer.Option("--compare", help="Comma-separated modes to compare, e.g. dense,bm25,hybrid")
+    ] = None,
+    answers: Annotated[bool, typer.Option("--answers", help="Also generate answers and score them.")] = False,
+    batch: Annotated[bool, typer.Option("--batch", help="With --answers: one batched generator call.")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+    llm_backend: BackendOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_url: LLMUrlOpt = None,
+    max_tokens: MaxTokOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Score retrieval (hit@k, MRR, nDCG by source) and, with --answers, the answers, on a question set."""
+    from askdocs import evaluate as ev
+
+    try:
+        qs = ev.load_questions(questions)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    modes = [m.strip() for m in compare.split(",") if m.strip()] if compare else []
+    for m in [*modes, *([mode] if mode else [])]:
+        if m not in ("dense", "bm25", "hybrid"):
+            raise _fail(f"modes must be dense, bm25 or hybrid, not {m!r}")
+    index = _index(
+        uri,
+        token,
+        collection,
+        embed_model=embed_model,
+        search_mode=mode,
+        llm_backend=llm_backend,
+        llm_model=llm_model,
+        llm_url=llm_url,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    with index:
+        modes = modes or [index.settings.search_mode]
+        retrieval = _run(ev.evaluate_retrieval, index, qs, modes)
+        result = ev.EvalResult(str(questions), len(qs), retrieval)
+        if answers:
+            amode = mode or index.settings.search_mode
+            got = _run(ev.generate_answers, index, qs, amode, batch)
+            result.answers = ev.answer_metrics(qs, got)
+            result.answer_mode = amode
+    if report is not None:
+        ev.write_html(result, report)
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"retrieval: {questions} (answerable, k=10, dedupe by source)", title_justify="left")
+    for col in ["mode", "lang", "n", "hit@1", "hit@3", "hit@5", "hit@10", "MRR@10", "nDCG@10"]:
+        table.add_column(col, justify="left" if col in ("mode", "lang") else "right")
+    for row in ev.retrieval_table_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    if result.answers is not None:
+        at = Table(title=f"answers ({result.answer_mode})", title_justify="left")
+        at.add_column("metric")
+        at.add_column("value", justify="right")
+        for row in ev.answer_table_rows(result.answers):
+            at.add_row(*row)
+        out.print(at)
+    if report is not None:
+        err.print(f"report written to {report}")
+
+
 # --------------------------------------------------------------------------- status, documents, delete, reset
 
 

@@ -1,0 +1,28 @@
+"""A shortened load test of `askdocs serve` (the full one: benchmarks/serve_load.py --clients 100 --duration 60 --mix).
+
+Concurrent clients on loopback, half REST searches and half OpenAI-SDK chat completions on the CPU
+default LLM: zero errors, and the server's memory flat once warm.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_concurrent_clients_zero_errors_flat_memory(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "serve_load.py"), "--clients", "16", "--duration", "20",
+           "--mix", "--max-tokens", "8", "--json", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-3000:])
+    result = json.loads(out.read_text())
+    assert result["errors"] == 0 and result["requests_ok"] >= 100, result
+    assert result["chat"]["n"] >= 1 and result["search"]["n"] >= 50
+    samples = [mb for _, mb in result["rss_mb"]["samples"]]
+    # warm after the first hundred requests; later growth would be a leak per request
+    assert samples and max(samples) - samples[0] < 100, result["rss_mb"]

@@ -20,7 +20,7 @@ from rich.table import Table
 
 app = typer.Typer(
     name="askdocs",
-    help="Answers from your own documents, with sources. Ingest folders into Milvus, then search them.",
+    help="Answers from your own documents, with sources. Ingest folders into Milvus, then search, ask or serve them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -409,7 +409,7 @@ def ask(
     collection: CollOpt = None,
     embed_model: ModelOpt = None,
 ) -> None:
-    """Answer a question from the indexed documents, citing them as [n]."""
+    """Answer a question from the indexed documents, citing them as \\[n]."""
     text = " ".join(question) if question else ""
     if not text and batch is None:
         raise _fail("give a question, or --batch FILE")

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         "rrf", description="How hybrid fuses dense and BM25: reciprocal rank (rrf) or weighted normalised scores."
     )
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share of the score with fusion=weighted.")
+    rerank_model: str | None = Field(
+        None,
+        description=(
+            "sentence-transformers CrossEncoder (hub name or local path) that rescores the top rerank_candidates "
+            "hits of any search mode, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2.  Unset: no reranking."
+        ),
+    )
+    rerank_candidates: int = Field(20, ge=1, le=1000, description="Hits per query the reranker rescores.")
 
     # --- generation ----------------------------------------------------------
     llm_backend: LLMBackend = Field(

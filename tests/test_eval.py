@@ -218,7 +218,7 @@ VARIANTS: dict[str, tuple[str, dict[str, object], str | None]] = {
     # name: (mode, settings, benchmark chunking patch)
     "dense": ("dense", {}, None),
     "bm25": ("bm25", {}, None),
-    "hybrid rrf": ("hybrid", {}, None),
+    "hybrid rrf": ("hybrid", {"fusion": "rrf"}, None),
     "hybrid weighted": ("hybrid", {"fusion": "weighted", "dense_weight": 0.5}, None),
     "chunks 256": ("hybrid", {"chunk_size": 256, "chunk_overlap": 26}, None),
     "chunks 1024": ("hybrid", {"chunk_size": 1024, "chunk_overlap": 102}, None),

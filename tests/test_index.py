@@ -151,7 +151,7 @@ def test_chunk_settings_change_reingests(make_index, docs: Path) -> None:
 
 def test_weighted_fusion_is_a_real_alternative(make_index, docs: Path) -> None:
     """fusion=weighted changes the scores (normalised, not reciprocal ranks) and still ranks well."""
-    index = make_index()
+    index = make_index(fusion="rrf")
     index.ingest(docs)
     rrf = index.search("Which lock does VACUUM FULL take?", k=3, mode="hybrid")
     index.close()

@@ -1,13 +1,19 @@
 """The web page in a real browser: Playwright driving Debian's chromium against the real server.
 
-Asks a question and watches the answer stream in, opens a source's passage, uploads a file and
-finds it in the documents list, deletes it; keyboard only where a user would type.  A screenshot
-is kept in test-artifacts/.
+The first test asks the packaged CPU LLM a question and watches the answer stream in, opens a
+source's passage, uploads a file and finds it in the documents list, deletes it; keyboard only
+where a user would type.  The second runs a server with an API key and a scripted LLM (so that the
+answer's citations are known): the page asks for the key and keeps it, "[n]" markers become buttons
+while the answer streams, answer and document text are never parsed as HTML, and a follow-up
+sends the conversation.  Screenshots are kept in test-artifacts/.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,7 @@ from test_server import Running, free_port
 
 from askdocs import Index
 from askdocs.config import Settings
+from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
 from askdocs.server import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -103,3 +110,115 @@ def test_ask_read_a_source_upload_and_delete(browser, site: str, tmp_path: Path)
 
     expect(page.locator("#docs-body tr", has_text="okapi-notes.md")).to_have_count(0)
     page.close()
+
+
+class Scripted(BaseGenerator):
+    """An LLM whose answer is known: it cites [2] and [1] (the marker cut between two pieces),
+    names a passage that does not exist ([9]) and writes markup that must stay text."""
+
+    name = "scripted"
+    PIECES = ("The okapi ", "setting <b>tunes</b> [", "2] the flux capacitor [1", "]. ", "[9] is not a source.")
+
+    def __init__(self) -> None:
+        self.prompts: list[Sequence[Message]] = []
+
+    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+        # only the follow-up rewrite comes here
+        return [Generation("What does the okapi setting tune?") for _ in conversations]
+
+    def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
+        self.prompts.append(messages)
+
+        def pieces(ts: TokenStream) -> Iterator[str]:
+            for p in self.PIECES:
+                time.sleep(0.25)
+                yield p
+            ts.result = Generation("".join(self.PIECES), 100, 20, "stop")
+
+        return TokenStream(pieces)
+
+
+@pytest.fixture(scope="module")
+def keyed_site(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[tuple[str, Scripted]]:
+    base = tmp_path_factory.mktemp("keyed")
+    corpus = base / "docs"
+    corpus.mkdir()
+    (corpus / "okapi.txt").write_text(
+        "The okapi setting tunes the flux capacitor. "
+        'Beware of <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> in documents.\n'
+    )
+    (corpus / "flux.txt").write_text("The flux capacitor needs 1.21 gigawatts; the okapi setting changes its phase.\n")
+    settings = Settings(milvus_uri=str(base / "keyed.db"), upload_dir=base / "uploads", top_k=2, api_key="s3cret-key")
+    with Index(settings, embedder=embedder) as ix:
+        ix.ingest(corpus)
+    llm = Scripted()
+    with Running(create_app(settings, generator=llm, embedder=embedder), free_port()) as running:
+        yield running.url, llm
+
+
+def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str, Scripted]) -> None:
+    from playwright.sync_api import expect
+
+    site, llm = keyed_site
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(site)
+
+    # the server refuses the page until it has the key; the page asks for it and keeps it
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#key")).to_be_focused()
+    page.keyboard.type("wrong")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-status")).to_have_text("That key was refused.")
+    page.fill("#key", "s3cret-key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#info")).to_contain_text("2 documents")
+    expect(page.locator("#key-form")).to_be_hidden()
+    page.reload()
+    expect(page.locator("#info")).to_contain_text("2 documents")
+    expect(page.locator("#key-form")).to_be_hidden()
+
+    # the answer streams: a citation becomes a button before the answer is finished
+    expect(page.locator("#question")).to_be_focused()
+    page.keyboard.type("What does the okapi setting tune?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".answer.pending .cite", timeout=60_000)
+    expect(page.locator(".answer")).not_to_have_class("answer pending", timeout=60_000)
+    answer = page.locator(".answer")
+    assert answer.inner_text().strip() == "".join(Scripted.PIECES)  # markup stays text
+    assert answer.locator("b").count() == 0
+    cites = answer.locator("button.cite")
+    assert cites.all_inner_texts() == ["[2]", "[1]"]  # [9] names no passage: text, not a button
+    expect(answer).to_have_attribute("aria-busy", "false")
+    expect(page.locator(".sources .cited")).to_have_count(2)
+
+    # a citation opens its passage; the document's markup is shown as text, never run
+    cites.first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel")).to_be_visible()
+    expect(page.locator("#panel")).to_be_focused()
+    expect(page.locator("#panel-title")).to_have_text(re.compile(r"^\[2\] (okapi|flux)\.txt$"))
+    texts = " ".join(page.locator(".sources button").all_inner_texts())
+    assert "okapi.txt" in texts and "flux.txt" in texts
+    page.locator(".sources button", has_text="okapi.txt").click()
+    expect(page.locator("#panel-text")).to_contain_text('<img src=x onerror="window.pwned=1">')
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#panel img, #panel script, .turn img").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-citations.png"))
+    page.keyboard.press("Escape")
+    expect(page.locator("#panel")).to_be_hidden()
+
+    # a follow-up sends the conversation: the server rewrites it into a standalone query
+    page.focus("#question")
+    page.keyboard.type("and what else?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".turn")).to_have_count(2)
+    latest = page.locator(".turn").first
+    expect(latest.locator(".query")).to_have_text("Searched for: What does the okapi setting tune?")
+    expect(latest.locator(".answer")).to_have_attribute("aria-busy", "false", timeout=60_000)
+    prompt = llm.prompts[-1]
+    assert any(m["role"] == "assistant" and "okapi" in m["content"] for m in prompt), prompt
+    page.click("#new-chat")
+    expect(page.locator(".turn")).to_have_count(0)
+    context.close()

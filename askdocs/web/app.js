@@ -1,20 +1,38 @@
-// askdocs web page: plain JS, no dependencies.  Document text is only ever set with textContent.
+// askdocs web page: plain JS, no dependencies.  Text from documents and answers is only ever set with
+// textContent or text nodes, never parsed as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let apiKey = localStorage.getItem("askdocs-key") || "";
-let history = [];
+const KEY = "askdocs-key";
+let apiKey = localStorage.getItem(KEY) || "";
+let chat = [];  // the conversation so far, sent as `history`
 
-function headers(extra = {}) {
-  return apiKey ? { ...extra, Authorization: `Bearer ${apiKey}` } : extra;
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+const HINT = $("hint").textContent;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// ------------------------------------------------------------------ API
+
+function askForKey(message) {
+  $("key-form").hidden = false;
+  $("key-status").textContent = message;
+  $("key").focus();
 }
 
 async function api(path, options = {}) {
-  const res = await fetch(path, { ...options, headers: headers(options.headers || {}) });
+  const headers = { ...(options.headers || {}) };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  const res = await fetch(path, { ...options, headers });
   if (res.status === 401) {
-    $("key-form").hidden = false;
-    $("key").focus();
-    throw new Error("This server needs an API key.");
+    const wrong = Boolean(apiKey);
+    askForKey(wrong ? "That key was refused." : "");
+    throw new Error(wrong ? "The API key was refused: enter the right one at the top of the page." : "This server needs an API key: enter it at the top of the page.");
   }
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
@@ -24,42 +42,48 @@ async function api(path, options = {}) {
   return res;
 }
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, props);
-  for (const c of children) node.append(c);
-  return node;
-}
-
 async function loadInfo() {
   try {
     const info = await (await api("/api/info")).json();
-    $("info").textContent = `${info.collection}: ${info.documents} documents, ${info.chunks} chunks · ${info.llm}`;
+    const short = (name) => String(name || "").split("/").pop();
+    $("info").textContent = `${info.collection}: ${plural(info.documents, "document")}, ` +
+      `${plural(info.chunks, "chunk")} · ${short(info.llm)}`;
+    $("info").title = `embedding model ${info.embed_model}, LLM ${info.llm}`;
+    $("hint").textContent = info.documents ? HINT : "Nothing is indexed yet: add documents in the Documents view.";
   } catch (e) {
     $("info").textContent = e.message;
   }
 }
 
+$("key-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  apiKey = $("key").value.trim();
+  localStorage.setItem(KEY, apiKey);
+  $("key").value = "";
+  $("key-form").hidden = true;
+  loadInfo();
+  if (!$("view-docs").hidden) loadDocuments();
+  $(($("view-docs").hidden ? "question" : "files")).focus();
+});
+
 // ------------------------------------------------------------------ views
 
-function show(view) {
+function show(view, focus = true) {
   const ask = view === "ask";
   $("view-ask").hidden = !ask;
   $("view-docs").hidden = ask;
   $("tab-ask").setAttribute("aria-pressed", String(ask));
   $("tab-docs").setAttribute("aria-pressed", String(!ask));
-  if (ask) $("question").focus(); else loadDocuments();
+  history.replaceState(null, "", ask ? location.pathname + location.search : "#documents");
+  if (!ask) {
+    $("panel").hidden = true;
+    document.body.classList.remove("with-panel");
+    loadDocuments();
+  }
+  if (focus) $(ask ? "question" : "files").focus();
 }
 $("tab-ask").addEventListener("click", () => show("ask"));
 $("tab-docs").addEventListener("click", () => show("docs"));
-
-$("key-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  apiKey = $("key").value.trim();
-  localStorage.setItem("askdocs-key", apiKey);
-  $("key-form").hidden = true;
-  loadInfo();
-});
 
 // ------------------------------------------------------------------ the passage panel
 
@@ -67,43 +91,81 @@ let lastFocus = null;
 function openPassage(ctx) {
   lastFocus = document.activeElement;
   $("panel-title").textContent = `[${ctx.n}] ${ctx.source}`;
-  $("panel-where").textContent = `${ctx.section || "(no section)"} · score ${ctx.score.toFixed(3)}`;
+  const score = typeof ctx.score === "number" ? ` · score ${ctx.score.toFixed(3)}` : "";
+  $("panel-where").textContent = `${ctx.section || "(no section)"}${score}`;
   $("panel-text").textContent = ctx.text;
   $("panel").hidden = false;
+  document.body.classList.add("with-panel");
+  $("panel").scrollTop = 0;
   $("panel").focus();
 }
 function closePassage() {
   $("panel").hidden = true;
-  if (lastFocus) lastFocus.focus();
+  document.body.classList.remove("with-panel");
+  if (lastFocus && lastFocus.isConnected) lastFocus.focus();
 }
 $("panel-close").addEventListener("click", closePassage);
-document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !$("panel").hidden) closePassage(); });
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !$("panel").hidden) { ev.preventDefault(); closePassage(); }
+});
 
 // ------------------------------------------------------------------ asking
 
-function renderAnswer(node, text, contexts) {
-  // "[2]" markers become buttons that open the passage; everything else stays text.
-  node.replaceChildren();
-  const byN = new Map(contexts.map((c) => [c.n, c]));
-  let last = 0;
-  for (const m of text.matchAll(/\[(\d{1,3})\]/g)) {
-    const ctx = byN.get(Number(m[1]));
-    if (!ctx) continue;
-    node.append(text.slice(last, m.index));
-    node.append(el("button", { type: "button", className: "cite", textContent: m[0], title: ctx.source,
-      onclick: () => openPassage(ctx) }));
-    last = m.index + m[0].length;
+function citeButton(marker, ctx) {
+  const b = el("button", { type: "button", className: "cite", textContent: marker, title: `${ctx.source} — read the passage`,
+    onclick: () => openPassage(ctx) });
+  b.setAttribute("aria-label", `Source ${ctx.n}: ${ctx.source}`);
+  return b;
+}
+
+// Writes an answer into a node as it streams: text stays text, complete "[n]" markers of known
+// passages become buttons at once, a marker cut between two pieces waits for the next one.
+class AnswerWriter {
+  constructor(node) { this.node = node; this.byN = new Map(); this.tail = ""; }
+  setContexts(contexts) { this.byN = new Map(contexts.map((c) => [c.n, c])); }
+  write(piece) {
+    let buf = this.tail + piece;
+    const re = /\[(\d{1,3})\]/g;
+    let last = 0;
+    for (const m of buf.matchAll(re)) {
+      const ctx = this.byN.get(Number(m[1]));
+      if (!ctx) continue;
+      this.node.append(buf.slice(last, m.index), citeButton(m[0], ctx));
+      last = m.index + m[0].length;
+    }
+    buf = buf.slice(last);
+    const open = buf.search(/\[\d{0,3}$/);  // a marker that may still be completed
+    this.tail = open >= 0 ? buf.slice(open) : "";
+    const ready = open >= 0 ? buf.slice(0, open) : buf;
+    if (ready) this.node.append(ready);
   }
-  node.append(text.slice(last));
+  finish(fullText) {
+    // the final answer is authoritative (the server may trim it); re-render only if it differs
+    const shown = this.node.textContent + this.tail;
+    if (fullText !== shown) {
+      const focused = [...this.node.querySelectorAll(".cite")].indexOf(document.activeElement);
+      this.node.replaceChildren();
+      this.tail = "";
+      this.write(fullText);
+      if (focused >= 0) this.node.querySelectorAll(".cite")[focused]?.focus();
+    }
+    if (this.tail) this.node.append(this.tail);
+    this.tail = "";
+  }
 }
 
 function renderSources(list, contexts, cited) {
   list.replaceChildren();
-  // most relevant first for reading; numbers stay those of the prompt and the answer
+  // most relevant first for reading; the numbers stay those of the prompt and the answer
   for (const c of [...contexts].reverse()) {
-    const label = `[${c.n}] ${c.source}${c.section ? " › " + c.section : ""}`;
-    const b = el("button", { type: "button", textContent: label, onclick: () => openPassage(c) });
-    if (cited.has(c.n)) b.classList.add("cited");
+    const b = el("button", { type: "button", onclick: () => openPassage(c) },
+      el("span", { className: "n", textContent: `[${c.n}]` }), " ",
+      el("span", { className: "src", textContent: c.source }));
+    if (c.section) b.append(el("span", { className: "sec", textContent: ` › ${c.section}` }));
+    if (cited.has(c.n)) {
+      b.classList.add("cited");
+      b.append(el("span", { className: "badge", textContent: "cited" }));
+    }
     list.append(el("li", {}, b));
   }
 }
@@ -115,7 +177,7 @@ async function* sse(res) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    buf += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
     let i;
     while ((i = buf.indexOf("\n\n")) >= 0) {
       const block = buf.slice(0, i);
@@ -131,52 +193,88 @@ async function* sse(res) {
   }
 }
 
+function askBody(question) {
+  const body = { question, history: chat };
+  const mode = $("mode").value;
+  const k = parseInt($("k").value, 10);
+  if (mode) body.mode = mode;
+  if (k > 0) body.k = k;
+  return JSON.stringify(body);
+}
+
 $("ask-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const question = $("question").value.trim();
-  if (!question) return;
+  if (!question || $("ask-button").disabled) return;
   $("question").value = "";
   $("ask-button").disabled = true;
+  $("hint").hidden = true;
+
   const answerNode = el("div", { className: "answer pending" });
   answerNode.setAttribute("aria-live", "polite");
-  const sourcesList = el("ul", { className: "sources" });
+  answerNode.setAttribute("aria-busy", "true");
+  const query = el("p", { className: "query muted", hidden: true });
+  const meta = el("p", { className: "meta muted" });
+  const sourcesList = el("ol", { className: "sources" });
   sourcesList.setAttribute("aria-label", "Sources");
-  const turn = el("article", { className: "turn" }, el("p", { className: "q", textContent: question }), answerNode, sourcesList);
+  const heading = el("h2", { className: "q", textContent: question });
+  const turn = el("article", { className: "turn" }, heading, query, answerNode,
+    el("h3", { className: "sources-title", textContent: "Sources" }), sourcesList, meta);
   $("conversation").prepend(turn);
-  let text = "";
+
+  const writer = new AnswerWriter(answerNode);
   let contexts = [];
+  let answered = false;
   try {
     const res = await api("/api/ask", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, history }) });
+      body: askBody(question) });
     for await (const { event, data } of sse(res)) {
       const msg = JSON.parse(data);
       if (event === "sources") {
         contexts = msg.contexts;
+        writer.setContexts(contexts);
         renderSources(sourcesList, contexts, new Set());
+        if (msg.query && msg.query !== question) {
+          query.textContent = `Searched for: ${msg.query}`;
+          query.hidden = false;
+        }
+        if (!contexts.length) meta.textContent = "No passage matched.";
       } else if (event === "token") {
-        text += msg.text;
-        answerNode.textContent = text;
+        writer.write(msg.text);
       } else if (event === "done") {
-        text = msg.answer;
-        renderAnswer(answerNode, text || "(no answer)", contexts);
-        renderSources(sourcesList, contexts, new Set(msg.citations.map((c) => c.n)));
-        history.push({ role: "user", content: question }, { role: "assistant", content: text });
+        const text = msg.answer || "";
+        if (msg.contexts) { contexts = msg.contexts; writer.setContexts(contexts); }
+        writer.finish(text);
+        if (!text) answerNode.append(el("span", { className: "muted", textContent: "(no answer generated: read the sources)" }));
+        renderSources(sourcesList, contexts, new Set((msg.citations || []).map((c) => c.n)));
+        const t = msg.timings || {};
+        const seconds = Object.values(t).reduce((a, b) => a + (Number(b) || 0), 0);
+        const tokens = msg.usage && msg.usage.completion_tokens;
+        meta.textContent = [seconds ? `${seconds.toFixed(1)} s` : "", tokens ? plural(tokens, "token") : ""]
+          .filter(Boolean).join(" · ");
+        chat.push({ role: "user", content: question }, { role: "assistant", content: text });
+        answered = true;
       } else if (event === "error") {
         throw new Error(msg.message);
       }
     }
+    if (!answered) throw new Error("The answer was cut off.");
   } catch (e) {
     answerNode.append(el("p", { className: "error", textContent: e.message }));
   } finally {
     answerNode.classList.remove("pending");
+    answerNode.setAttribute("aria-busy", "false");
     $("ask-button").disabled = false;
-    $("question").focus();
+    if (!turn.contains(document.activeElement) && $("panel").hidden) $("question").focus();
   }
 });
 
 $("new-chat").addEventListener("click", () => {
-  history = [];
+  chat = [];
   $("conversation").replaceChildren();
+  $("panel").hidden = true;
+  document.body.classList.remove("with-panel");
+  $("hint").hidden = false;
   $("question").focus();
 });
 
@@ -187,52 +285,66 @@ async function loadDocuments() {
   try {
     const { documents } = await (await api("/api/documents")).json();
     body.replaceChildren();
-    if (!documents.length) body.append(el("tr", {}, el("td", { colSpan: 4, textContent: "No documents yet." })));
+    $("docs-caption").textContent = `Indexed documents (${documents.length})`;
+    if (!documents.length) {
+      body.append(el("tr", {}, el("td", { colSpan: 4, className: "muted", textContent: "No documents yet: upload some above." })));
+    }
     for (const d of documents) {
-      const del = el("button", { type: "button", textContent: "Delete", onclick: () => deleteDocument(d.source) });
+      const del = el("button", { type: "button", className: "danger", textContent: "Delete",
+        onclick: () => deleteDocument(d.source, del) });
       del.setAttribute("aria-label", `Delete ${d.source}`);
-      body.append(el("tr", {}, el("td", { textContent: d.source }), el("td", { textContent: d.title }),
-        el("td", { textContent: String(d.chunks) }), el("td", {}, del)));
+      const src = el("td", { className: "src", textContent: d.source });
+      if (d.complete === false) src.append(el("span", { className: "badge warn", textContent: "incomplete", title: "ingest was interrupted; ingest it again" }));
+      body.append(el("tr", {}, src, el("td", { textContent: d.title || "" }),
+        el("td", { className: "num", textContent: String(d.chunks) }), el("td", { className: "num" }, del)));
     }
   } catch (e) {
     $("upload-status").textContent = e.message;
   }
 }
 
-async function deleteDocument(source) {
+async function deleteDocument(source, button) {
   if (!confirm(`Remove ${source} from the index?`)) return;
+  button.disabled = true;
   try {
     const r = await (await api(`/api/documents/${encodeURIComponent(source)}`, { method: "DELETE" })).json();
-    $("upload-status").textContent = `Removed ${r.deleted} (${r.chunks} chunks).`;
+    $("upload-status").textContent = `Removed ${r.deleted} (${plural(r.chunks, "chunk")}).`;
   } catch (e) {
     $("upload-status").textContent = e.message;
   }
   await loadDocuments();
   loadInfo();
+  $("files").focus();
+}
+
+function jobSummary(j) {
+  const r = j.report;
+  let s = `Ingest ${j.state}: ${j.files_done}/${plural(j.files_total, "file")}, ${plural(j.chunks, "chunk")}`;
+  if (r) s += ` (${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged, ${r.failed} failed)`;
+  const fails = (j.failures || (r && r.failures) || []).map((f) => `${f.path}: ${f.reason}`).join("; ");
+  if (j.error) s += ` — ${j.error}`;
+  if (fails) s += ` — failed: ${fails}`;
+  return s;
 }
 
 $("upload-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const files = $("files").files;
-  if (!files.length) { $("upload-status").textContent = "Choose files first."; return; }
+  if (!files.length) { $("upload-status").textContent = "Choose files first."; $("files").focus(); return; }
   const form = new FormData();
   for (const f of files) form.append("files", f);
   const bar = $("upload-progress");
   $("upload-button").disabled = true;
+  $("upload-status").textContent = `Uploading ${plural(files.length, "file")}…`;
   try {
     const { job } = await (await api("/api/ingest", { method: "POST", body: form })).json();
     bar.hidden = false;
+    bar.removeAttribute("value");  // indeterminate until the job knows its files
     for (;;) {
-      const j = await (await api(`/api/jobs/${job}`)).json();
-      bar.max = Math.max(j.files_total, 1);
-      bar.value = j.files_done;
-      $("upload-status").textContent = `Ingest ${j.state}: ${j.files_done}/${j.files_total} files, ${j.chunks} chunks`;
-      if (j.state === "done" || j.state === "failed") {
-        const fails = (j.failures || []).map((f) => `${f.path}: ${f.reason}`).join("; ");
-        if (j.error) $("upload-status").textContent += ` — ${j.error}`;
-        if (fails) $("upload-status").textContent += ` — failed: ${fails}`;
-        break;
-      }
+      const j = await (await api(`/api/jobs/${encodeURIComponent(job)}`)).json();
+      if (j.files_total > 0) { bar.max = j.files_total; bar.value = j.files_done; }
+      $("upload-status").textContent = jobSummary(j);
+      if (j.state === "done" || j.state === "failed") break;
       await new Promise((r) => setTimeout(r, 400));
     }
   } catch (e) {
@@ -246,5 +358,7 @@ $("upload-form").addEventListener("submit", async (ev) => {
   }
 });
 
+// ------------------------------------------------------------------ start
+
 loadInfo();
-$("question").focus();
+show(location.hash === "#documents" ? "docs" : "ask");

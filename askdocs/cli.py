@@ -38,6 +38,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the in-process engine's start-up log
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     for name in ("sentence_transformers", "transformers", "huggingface_hub", "pymilvus", "milvus_lite", "trafilatura"):
         logging.getLogger(name).setLevel(logging.ERROR)

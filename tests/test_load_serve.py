@@ -21,8 +21,8 @@ def test_concurrent_clients_zero_errors_flat_memory(tmp_path: Path) -> None:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-3000:])
     result = json.loads(out.read_text())
-    assert result["errors"] == 0 and result["requests_ok"] >= 100, result
-    assert result["chat"]["n"] >= 1 and result["search"]["n"] >= 50
+    assert result["errors"] == 0 and result["requests_ok"] >= 40, result
+    assert result["chat"]["n"] >= 1 and result["search"]["n"] >= 20
     samples = [mb for _, mb in result["rss_mb"]["samples"]]
     # Sampled every 100 requests.  Generation batches of different sizes move RSS by ~150 MB either way
     # (100 clients for 60 s: 1554, 1586, 1757, 1674, 1621 ... 1696 MB over 1,300 requests), so the check is

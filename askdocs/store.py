@@ -10,15 +10,13 @@ than from a separate ledger that a crash could leave out of step.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,28 +34,6 @@ SCHEMA_VERSION = 1
 OUTPUT_FIELDS = ["text", "source", "title", "section", "chunk_index", "start", "end"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535
-#: How long a call keeps retrying a Milvus server that went away (the ``milvus_retry_seconds`` setting).
-RETRY_SECONDS = 30.0
-
-T = TypeVar("T")
-
-# Words of the errors that mean "the server is not there (right now)", from gRPC, pymilvus's reconnect,
-# and a Milvus proxy whose own components are shutting down.
-_UNREACHABLE = (
-    "fail connecting",
-    "failed to connect",
-    "unavailable",
-    "connection refused",
-    "connection reset",
-    "closed channel",
-    "socket closed",
-    "empty grpc client",
-)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    low = str(exc).lower()
-    return any(word in low for word in _UNREACHABLE)
 
 
 _LITE_USERS: dict[str, int] = {}
@@ -152,47 +128,23 @@ class MilvusStore:
         token: str | None = None,
         index_type: str = "AUTOINDEX",
         metric_type: str = "COSINE",
-        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self.uri = uri
         self.collection = collection
         self.token = token
         self.index_type = index_type
         self.metric_type = metric_type
-        self.retry_seconds = retry_seconds
         self._client: MilvusClient | None = None
         self._loaded = False
         self._has_sparse: bool | None = None
-        self._reached = False  # this process has talked to the server: a later failure is worth waiting out
-
-    @property
-    def is_lite(self) -> bool:
-        return self.uri.endswith(".db")
 
     # ------------------------------------------------------------------ connection
 
     @property
     def client(self) -> MilvusClient:
-        """The connected client; connection failures are raised as ``StoreError``."""
-        try:
-            return self._connected()
-        except AskdocsError:
-            raise
-        except Exception as exc:  # pymilvus raises several unrelated types here
-            raise StoreError(self._explain(exc)) from None
-
-    def _connected(self) -> MilvusClient:
         if self._client is None:
             self._client = self._connect()
-            self._reached = True
         return self._client
-
-    def _drop_client(self) -> None:
-        """Forget a server connection whose channel is gone, so the next attempt dials afresh."""
-        client, self._client, self._loaded = self._client, None, False
-        if client is not None:
-            with contextlib.suppress(Exception):  # the connection is already broken; closing is best effort
-                client.close()
 
     def _connect(self) -> MilvusClient:
         from pymilvus import MilvusClient
@@ -204,13 +156,18 @@ class MilvusStore:
         if self.uri.endswith(".db"):
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # failures reach us, explained
-        if self.is_lite:
-            self._lite_precheck()
-        client = MilvusClient(uri=self.uri, token=self.token or "")
-        if self.is_lite:
-            key = self.uri_key()
-            _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
-        return client
+        try:
+            if self.uri.endswith(".db"):
+                self._lite_precheck()
+            client = MilvusClient(uri=self.uri, token=self.token or "")
+            if self.uri.endswith(".db"):
+                key = self.uri_key()
+                _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
+            return client
+        except AskdocsError:
+            raise
+        except Exception as exc:  # pymilvus raises several unrelated types here
+            raise StoreError(self._explain(exc)) from None
 
     def _lite_precheck(self) -> None:
         """Say precisely why a Lite file cannot be opened: pymilvus reports every cause the same way."""
@@ -247,7 +204,7 @@ class MilvusStore:
     def uri_key(self) -> str:
         return os.path.abspath(os.path.expanduser(self.uri))
 
-    def _explain(self, exc: Exception, waited: float | None = None) -> str:
+    def _explain(self, exc: Exception) -> str:
         text = str(exc)
         low = text.lower()
         if "no space left" in low:
@@ -260,9 +217,8 @@ class MilvusStore:
         if self.uri.endswith(".db") and ("lock" in low or "open local milvus failed" in low):
             return _HELD.format(uri=self.uri)
         detail = getattr(exc, "message", None) or text  # MilvusException's own words, without its repr
-        if _unreachable(exc):
-            tried = f" (retried for {waited:.0f}s)" if waited else ""
-            return f"cannot reach Milvus at {self.uri}{tried}: {detail}. Is the server running, and is the URI right?"
+        if "fail connecting" in text.lower() or "unavailable" in text.lower():
+            return f"cannot reach Milvus at {self.uri}: {detail}. Is the server running, and is the URI right?"
         return f"Milvus at {self.uri}: {detail}"
 
     def close(self) -> None:
@@ -278,16 +234,16 @@ class MilvusStore:
     # ------------------------------------------------------------------ collection
 
     def exists(self) -> bool:
-        return bool(self._call("has_collection", self.collection))
+        return bool(self._call(self.client.has_collection, self.collection))
 
     def list_collections(self) -> list[str]:
-        return list(self._call("list_collections"))
+        return list(self._call(self.client.list_collections))
 
     def meta(self) -> dict[str, Any] | None:
         """The askdocs metadata recorded on the collection, or None if it does not exist."""
         if not self.exists():
             return None
-        desc = self._call("describe_collection", self.collection)
+        desc = self._call(self.client.describe_collection, self.collection)
         self._has_sparse = any(f["name"] == "sparse" for f in desc["fields"])
         raw = (desc.get("properties") or {}).get(META_KEY)
         if raw is None:
@@ -323,7 +279,7 @@ class MilvusStore:
         if self.exists():
             self.check_model(model, dim)
             return
-        version = str(self._call("get_server_version"))
+        version = str(self._call(self.client.get_server_version))
         bm25 = _bm25_capable(version)
         if not bm25:
             log.warning(
@@ -349,7 +305,7 @@ class MilvusStore:
         schema.add_field("end", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        index = MilvusClient.prepare_index_params()
+        index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index_type, metric_type=self.metric_type)
         if bm25:
             schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
@@ -363,77 +319,35 @@ class MilvusStore:
             )
             index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         meta = {"model": model, "dim": dim, "schema": SCHEMA_VERSION, **(extra or {})}
-
-        def op(retry: bool) -> None:
-            client = self._connected()
-            if retry and client.has_collection(self.collection):  # the lost attempt got that far
-                if len(client.list_indexes(self.collection)) < (2 if bm25 else 1):
-                    client.create_index(self.collection, index)  # the same index again is accepted
-                client.load_collection(self.collection)
-                return
-            client.create_collection(
-                self.collection, schema=schema, index_params=index, properties={META_KEY: json.dumps(meta)}
-            )
-
-        self._retrying(op)
+        self._call(
+            self.client.create_collection,
+            self.collection,
+            schema=schema,
+            index_params=index,
+            properties={META_KEY: json.dumps(meta)},
+        )
         self._has_sparse = bm25
         self._loaded = True
 
     def drop(self) -> bool:
         if not self.exists():
             return False
-        self._call("drop_collection", self.collection)
+        self._call(self.client.drop_collection, self.collection)
         self._loaded = False
         return True
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``MilvusClient.<method>(*args, **kwargs)``, with the retries and errors of ``_retrying``."""
-        return self._retrying(lambda retry: getattr(self._connected(), method)(*args, **kwargs))
-
-    def _loaded_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Like ``_call`` for data operations, which need the collection loaded (again after a reconnect)."""
-
-        def op(retry: bool) -> Any:
-            self._load()
-            return getattr(self._connected(), method)(*args, **kwargs)
-
-        return self._retrying(op)
-
-    def _load(self) -> None:
+    def _ensure_loaded(self) -> None:
         if not self._loaded:
-            self._connected().load_collection(self.collection)
+            self._call(self.client.load_collection, self.collection)
             self._loaded = True
 
-    def _retrying(self, op: Callable[[bool], T]) -> T:
-        """Run ``op`` (told whether this is a retry), waiting out a Milvus server that went away.
-
-        pymilvus 3 retries an RPC that fails with UNAVAILABLE only when its immediate reconnect
-        succeeds; a server that is down for a few seconds (a restart, a failover) fails the call at
-        the first try.  So the retry lives here: a fresh connection after 0.5 s, 1 s, 2 s ... (8 s at
-        most between tries) for up to ``retry_seconds``, then one error that names the URI.  Only a
-        server this process has already reached is waited for: one that is down when a command
-        starts (or a wrong URI) is reported at once.  Milvus Lite runs in this process; there is
-        nothing to wait for.  Operations must be idempotent when retried (``op`` gets True then).
-        """
-        started: float | None = None
-        delay = 0.5
-        while True:
-            try:
-                return op(started is not None)
-            except AskdocsError:
-                raise
-            except Exception as exc:
-                if self.is_lite or not self._reached or not _unreachable(exc) or self.retry_seconds <= 0:
-                    raise StoreError(self._explain(exc)) from None
-                now = time.monotonic()
-                if started is None:
-                    started = now
-                    log.warning("Milvus at %s is unreachable; retrying for up to %.0fs", self.uri, self.retry_seconds)
-                if now + delay - started > self.retry_seconds:
-                    raise StoreError(self._explain(exc, waited=now - started)) from None
-                self._drop_client()
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AskdocsError:
+            raise
+        except Exception as exc:
+            raise StoreError(self._explain(exc)) from None
 
     # ------------------------------------------------------------------ writes
 
@@ -456,19 +370,13 @@ class MilvusStore:
             }
             for c, v in zip(chunks, vectors, strict=True)
         ]
-        if not rows:
-            return
-
-        def op(retry: bool) -> None:
-            # A retried insert may repeat one that reached the server before the connection broke;
-            # an upsert of the same deterministic ids cannot leave duplicates behind.
-            self._load()
-            (self._connected().upsert if retry else self._connected().insert)(self.collection, rows)
-
-        self._retrying(op)
+        if rows:
+            self._ensure_loaded()
+            self._call(self.client.insert, self.collection, rows)
 
     def delete(self, expr: str) -> None:
-        self._loaded_call("delete", self.collection, filter=expr)
+        self._ensure_loaded()
+        self._call(self.client.delete, self.collection, filter=expr)
 
     def delete_source(self, source: str, keep_hash: str | None = None, only_hash: str | None = None) -> None:
         expr = f"source == {literal(source)}"
@@ -479,40 +387,43 @@ class MilvusStore:
         self.delete(expr)
 
     def flush(self) -> None:
-        self._call("flush", self.collection)
+        self._call(self.client.flush, self.collection)
 
     # ------------------------------------------------------------------ reads
 
     def document_states(self) -> dict[str, DocState]:
         """Every stored chunk's (source, version, index), grouped by source."""
+        states: dict[str, DocState] = {}
         if not self.exists():
-            return {}
-
-        def op(retry: bool) -> dict[str, DocState]:  # a retry reads everything again
-            states: dict[str, DocState] = {}
-            self._load()
-            iterator = self._connected().query_iterator(
-                self.collection, batch_size=8192, filter="", output_fields=STATE_FIELDS
-            )
-            try:
-                while batch := iterator.next():
-                    for row in batch:
-                        st = states.get(row["source"])
-                        if st is None:
-                            st = states[row["source"]] = DocState(row["source"], row["root"], row["title"])
-                        st.versions.setdefault(row["doc_hash"], []).append(int(row["chunk_index"]))
-                        st.expected[row["doc_hash"]] = int(row["n_chunks"])
-            finally:
-                with contextlib.suppress(Exception):  # a broken connection cannot close it either
-                    iterator.close()
             return states
-
-        return self._retrying(op)
+        self._ensure_loaded()
+        iterator = self._call(
+            self.client.query_iterator,
+            self.collection,
+            batch_size=8192,
+            filter="",
+            output_fields=STATE_FIELDS,
+        )
+        try:
+            while True:
+                batch = self._call(iterator.next)
+                if not batch:
+                    break
+                for row in batch:
+                    st = states.get(row["source"])
+                    if st is None:
+                        st = states[row["source"]] = DocState(row["source"], row["root"], row["title"])
+                    st.versions.setdefault(row["doc_hash"], []).append(int(row["chunk_index"]))
+                    st.expected[row["doc_hash"]] = int(row["n_chunks"])
+        finally:
+            iterator.close()
+        return states
 
     def count(self) -> int:
         if not self.exists():
             return 0
-        res = self._loaded_call("query", self.collection, filter="", output_fields=["count(*)"])
+        self._ensure_loaded()
+        res = self._call(self.client.query, self.collection, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"]) if res else 0
 
     def _hits(self, results: Any, bm25: bool = False) -> list[list[Hit]]:
@@ -539,8 +450,9 @@ class MilvusStore:
         return out
 
     def search_dense(self, vectors: np.ndarray, k: int, expr: str = "") -> list[list[Hit]]:
-        res = self._loaded_call(
-            "search",
+        self._ensure_loaded()
+        res = self._call(
+            self.client.search,
             self.collection,
             data=[v for v in vectors],
             anns_field="vector",
@@ -559,8 +471,9 @@ class MilvusStore:
 
     def search_bm25(self, texts: Sequence[str], k: int, expr: str = "") -> list[list[Hit]]:
         self._require_bm25()
-        res = self._loaded_call(
-            "search",
+        self._ensure_loaded()
+        res = self._call(
+            self.client.search,
             self.collection,
             data=list(texts),
             anns_field="sparse",
@@ -587,6 +500,7 @@ class MilvusStore:
         ranker = RRFRanker(rrf_k) if dense_weight is None else WeightedRanker(dense_weight, 1.0 - dense_weight)
 
         self._require_bm25()
+        self._ensure_loaded()
         limit = max(k, candidates)
         out: list[list[Hit]] = []
         vecs = list(vectors)
@@ -597,8 +511,8 @@ class MilvusStore:
                 ),
                 AnnSearchRequest(list(texts[i : i + 64]), "sparse", {"metric_type": "BM25"}, limit, expr=expr or None),
             ]
-            res = self._loaded_call(
-                "hybrid_search",
+            res = self._call(
+                self.client.hybrid_search,
                 self.collection,
                 reqs,
                 ranker,

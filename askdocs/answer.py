@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,14 +217,28 @@ class Answerer:
     def ask(self, question: str, **kw: Any) -> Answer:
         return self.ask_many([question], **kw)[0]
 
-    def rewrite(self, history: Sequence[Message], question: str) -> str:
-        """A follow-up made standalone by the LLM, so retrieval sees what the user means."""
+    def rewrite(
+        self,
+        history: Sequence[Message],
+        question: str,
+        generate: Callable[[Sequence[Message], SamplingParams], Generation] | None = None,
+    ) -> str:
+        """A follow-up made standalone by the LLM, so retrieval sees what the user means.
+
+        ``generate`` lets the server route the call through its micro-batcher.
+        """
         if not history or isinstance(self.generator, NoGenerator):
             return question
         params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=64, seed=self.settings.seed)
-        text = self.generator.generate([rewrite_messages(history, question)], params)[0].text
-        text = text.strip().strip('"').splitlines()[0].strip() if text.strip() else ""
-        return text or question
+        messages = rewrite_messages(history, question)
+        gen = generate(messages, params) if generate else self.generator.generate([messages], params)[0]
+        text = gen.text.strip().strip('"')
+        return (text.splitlines()[0].strip() if text else "") or question
+
+    def recent(self, history: Sequence[Message]) -> list[Message]:
+        """The chat turns kept in the prompt (then trimmed further to fit the window)."""
+        turns = self.settings.history_turns
+        return list(history)[-turns:] if turns else []
 
     def stream(
         self,
@@ -241,9 +255,8 @@ class Answerer:
         t0 = time.perf_counter()
         query = self.rewrite(history, question)
         rewrite_s = time.perf_counter() - t0
-        hist = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
         prep = self.prepare_many(
-            [question], k=k, mode=mode, filter=filter, histories=[hist], queries=[query], params=params
+            [question], k=k, mode=mode, filter=filter, histories=[self.recent(history)], queries=[query], params=params
         )[0]
         if history:
             prep.timings["rewrite"] = rewrite_s

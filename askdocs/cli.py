@@ -199,26 +199,8 @@ def ingest(
 
 
 def _read_queries(path: Path) -> list[str]:
-    queries = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}") from None
-    for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                q = json.loads(line).get("question")
-            except json.JSONDecodeError as exc:
-                raise _fail(f"{path}:{n}: invalid JSON: {exc.msg}") from None
-            if not isinstance(q, str):
-                raise _fail(f"{path}:{n}: JSON line has no 'question' string")
-            queries.append(q)
-        else:
-            queries.append(line)
-    return queries
+    """One query per line, or JSON Lines with a 'question' field (the --batch format)."""
+    return [r["question"] for r in _read_batch(path)]
 
 
 @app.command()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -249,9 +249,9 @@ class Service:
         rewrite_s = 0.0
         if history and not isinstance(self.generator, NoGenerator):
             t0 = time.perf_counter()
-            query = self.rewrite(history, question)
+            query = answerer.rewrite(history, question, generate=self.generate)
             rewrite_s = time.perf_counter() - t0
-        hist = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
+        hist = answerer.recent(history)
         with self.locks[collection]:
             prep = answerer.prepare_many(
                 [question],
@@ -268,14 +268,6 @@ class Service:
             if stage in prep.timings:
                 self.stages.labels(stage).observe(prep.timings[stage])
         return prep
-
-    def rewrite(self, history: Sequence[Message], question: str) -> str:
-        from askdocs.prompt import rewrite_messages
-
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=64, seed=self.settings.seed)
-        gen = self.generate(rewrite_messages(history, question), params)
-        text = gen.text.strip().strip('"')
-        return text.splitlines()[0].strip() if text else question
 
     def generate(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
         if self.batcher is not None:
@@ -677,7 +669,6 @@ def create_app(
 
     # keep a reference for tests and embedding applications
     app.state.service = lambda: holder.get("svc")
-    _ = File  # multipart parsing needs python-multipart; imported so a missing install fails at startup
     return app
 
 

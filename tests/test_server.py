@@ -264,9 +264,7 @@ def test_server_side_paths_stay_inside_the_roots(http: httpx.Client, corpus: Pat
 
 
 def test_concurrent_requests_are_batched(server: Running, openai_client) -> None:
-    app_service = None
-    for _ in range(1):
-        app_service = server.server.config.app.state.service()
+    app_service = server.server.config.app.state.service()
     before = len(app_service.batcher.batches)
 
     def one(i: int) -> str:

@@ -165,7 +165,7 @@ class LocalGenerator(BaseGenerator):
         gens = []
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         for row, prompt in zip(out, ids, strict=True):
-            new = [t for t in row[width:].tolist()]
+            new = row[width:].tolist()
             while new and new[-1] in eos:
                 new.pop()
             finished = len(row) - width < params.max_tokens or (row[-1].item() in eos)
@@ -210,8 +210,6 @@ class LocalGenerator(BaseGenerator):
             if error:
                 raise error[0]
             n = counted.get("completion", 0)
-            ts.result = Generation(
-                "".join(parts).strip(), len(ids), n, "length" if n >= params.max_tokens else "stop"
-            )
+            ts.result = Generation("".join(parts).strip(), len(ids), n, "length" if n >= params.max_tokens else "stop")
 
         return TokenStream(pieces)

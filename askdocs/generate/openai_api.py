@@ -129,9 +129,7 @@ class OpenAIGenerator(BaseGenerator):
         def pieces(ts: TokenStream) -> Iterator[str]:
             kw = self._request(messages, params)
             events = self._call(
-                lambda: self.client.chat.completions.create(
-                    **kw, stream=True, stream_options={"include_usage": True}
-                )
+                lambda: self.client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True})
             )
             parts: list[str] = []
             usage = None
@@ -168,7 +166,8 @@ class OpenAIGenerator(BaseGenerator):
 def _message(e: Exception) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
-        msg = body.get("message") or (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+        error = body.get("error")
+        msg = body.get("message") or (error.get("message") if isinstance(error, dict) else None)
         if msg:
             return str(msg).splitlines()[0]
     return str(e).splitlines()[0]

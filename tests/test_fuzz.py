@@ -126,12 +126,15 @@ def build(root: Path) -> None:
     (root / "folder.md").mkdir()
 
 
+# Peak memory is VmHWM (this address space's high-water mark), not getrusage's ru_maxrss: Linux carries
+# ru_maxrss across exec, so a child spawned by a pytest process holding 2.5 GB of models reported 2.5 GB.
 CHILD = """
-import json, resource, sys
+import json, sys
 from askdocs import Index
 with Index(milvus_uri=sys.argv[2]) as ix:
     report = ix.ingest(sys.argv[1])
-print(json.dumps({"report": report.to_dict(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"report": report.to_dict(), "peak_mib": int(hwm.split()[1]) / 1024}))
 """
 
 

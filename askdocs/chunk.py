@@ -31,15 +31,18 @@ class Chunk:
     end: int
     text: str
     doc_hash: str
+    trail: str = ""  # the page's place in its manual (e.g. its chapter), outermost first, " > "-joined
 
     @property
     def context(self) -> str:
-        """Title and heading path: what a reader needs to know where the text sits."""
+        """Trail, title and heading path: what a reader needs to know where the text sits."""
         if not self.section:
-            return self.title
-        if self.section.split(" > ", 1)[0] == self.title:
-            return self.section
-        return f"{self.title} > {self.section}"
+            path = self.title
+        elif self.section.split(" > ", 1)[0] == self.title:
+            path = self.section
+        else:
+            path = f"{self.title} > {self.section}"
+        return f"{self.trail} > {path}" if self.trail else path
 
     @property
     def search_text(self) -> str:
@@ -66,7 +69,7 @@ class Chunker:
 
         if unit == "tokens" and length_function is None:
             raise ValueError("token-based chunking needs the embedding model's tokenizer as length_function")
-        self.fingerprint = f"clean{CLEAN_VERSION}|{unit}|{chunk_size}|{chunk_overlap}|ctx1"
+        self.fingerprint = f"clean{CLEAN_VERSION}|{unit}|{chunk_size}|{chunk_overlap}|ctx2"
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self._length = length_function or len
@@ -132,6 +135,7 @@ class Chunker:
                     start = self._overlap_start(doc.text, max(seg.start, pieces[-1][1]), start, end)
                 pieces.append((doc.text[start:end], start, seg.path))
         doc_hash = self.version_hash(doc.content_hash)
+        trail = " > ".join(t for t in doc.metadata.get("trail") or () if isinstance(t, str))
         n = len(pieces)
         return [
             Chunk(
@@ -146,6 +150,7 @@ class Chunker:
                 end=start + len(text),
                 text=text,
                 doc_hash=doc_hash,
+                trail=trail,
             )
             for i, (text, start, path) in enumerate(pieces)
         ]

@@ -20,7 +20,7 @@ from askdocs.errors import LoadError
 from askdocs.load import RawDocument
 
 #: Bumped whenever cleaning changes its output, so existing indexes re-ingest.
-CLEAN_VERSION = 1
+CLEAN_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -188,12 +188,12 @@ def _clean_markdown(raw: RawDocument) -> tuple[str, str | None, list[Section], d
 
 
 def _clean_html(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[str, object]]:
-    from askdocs.clean_html import html_to_markdown
+    from askdocs.clean_html import html_document
 
-    title, text = html_to_markdown(raw.text)
+    title, trail, text = html_document(raw.text)
     text = _BLANK_RUNS.sub("\n\n", text).strip()
     sections, h1 = markdown_sections(text)
-    return text, title or h1, sections, {}
+    return text, title or h1, sections, {"trail": trail} if trail else {}
 
 
 # --------------------------------------------------------------------------- text, rst, pdf

@@ -131,13 +131,45 @@ def _table(table, out: list, raw: list) -> None:
     out.append(f"{_P}{_RAW}{len(raw) - 1}{_RAW}{_P}")
 
 
+# Where a page sits in its manual: the "up" link of DocBook and many generators, else a breadcrumb trail.
+_UP = "link[rel=up][title], a[rel=up][title], a[accesskey=u][title]"
+_CRUMBS = "nav[aria-label*=readcrumb] a, .breadcrumb a, .breadcrumbs a, [itemtype*=BreadcrumbList] [itemprop=name]"
+_GENERIC_CRUMBS = frozenset({"home", "docs", "documentation", "index", "contents", "up"})
+
+
+def page_trail(tree: LexborHTMLParser, title: str) -> list[str]:
+    """The titles of the sections a page belongs to, outermost first (empty when the page names none).
+
+    Navigation chrome is dropped from the text, but the one fact in it worth keeping is the page's
+    place in the manual: "43.9. Errors and Messages" is about PL/pgSQL only because its chapter says
+    so.  The chunker puts this trail in front of the text it embeds and indexes.
+    """
+    up = tree.css_first(_UP)
+    if up is not None:
+        name = " ".join((up.attributes.get("title") or "").split())
+        return [name] if name and name != title else []
+    trail: list[str] = []
+    for node in tree.css(_CRUMBS):
+        name = " ".join(node.text().split())
+        if name and name != title and name.lower() not in _GENERIC_CRUMBS and name not in trail and len(name) < 200:
+            trail.append(name)
+    return trail[-3:]
+
+
 def html_to_markdown(html: str) -> tuple[str | None, str]:
     """(title, markdown) of an HTML page: chrome dropped, '#' headings with
     levels normalised (first heading '#', later ones relative to it, at least
     '##'), <pre> fenced, tables as '|' rows, list items as '- ' lines."""
+    title, _, text = html_document(html)
+    return title, text
+
+
+def html_document(html: str) -> tuple[str | None, list[str], str]:
+    """(title, trail, markdown): ``html_to_markdown`` plus the page's place in its manual (``page_trail``)."""
     tree = LexborHTMLParser(_SENTINEL_RE.sub("", html))
     t = tree.css_first("title")
     title = " ".join(t.text().split()) if t is not None else ""
+    trail = page_trail(tree, title)
     for node in reversed(tree.css(_DROP)):  # reversed: children before parents
         node.decompose()
     for node in reversed(tree.css("header")):  # site header, unless it holds the h1
@@ -150,7 +182,7 @@ def html_to_markdown(html: str) -> tuple[str | None, str]:
         articles = tree.css("article")
         root = articles[0] if len(articles) == 1 else tree.body
     if root is None:
-        return title or None, ""
+        return title or None, trail, ""
     out: list = []
     raw: list = []
     _render(root, out, raw)
@@ -184,7 +216,7 @@ def html_to_markdown(html: str) -> tuple[str | None, str]:
         h[0] = "#" * n + " "
     if heads and not title:
         title = heads[0][1]
-    return title or None, "\n\n".join(b if isinstance(b, str) else b[0] + b[1] for b in blocks)
+    return title or None, trail, "\n\n".join(b if isinstance(b, str) else b[0] + b[1] for b in blocks)
 
 
 def _levels(raw_levels: list, first_is_title: bool = True) -> list:

@@ -53,6 +53,11 @@ ModelOpt = Annotated[
     Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
 ]
 
+BackendEmbedOpt = Annotated[
+    Optional[str],
+    typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]"),
+]
+
 
 def _index(uri: str | None, token: str | None, collection: str | None, **more: Any):
     from askdocs.config import load_settings
@@ -169,6 +174,7 @@ def ingest(
     token: TokenOpt = None,
     collection: CollOpt = None,
     embed_model: ModelOpt = None,
+    embed_backend: BackendEmbedOpt = None,
 ) -> None:
     """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
     index = _index(
@@ -176,6 +182,7 @@ def ingest(
         token,
         collection,
         embed_model=embed_model,
+        embed_backend=embed_backend,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
         chunk_unit=chunk_unit,
@@ -571,6 +578,11 @@ def eval_(
     token: TokenOpt = None,
     collection: CollOpt = None,
     embed_model: ModelOpt = None,
+    embed_backend: BackendEmbedOpt = None,
+    rerank: Annotated[
+        Optional[str],
+        typer.Option("--rerank", help="CrossEncoder that rescores the top hits [env: ASKDOCS_RERANK_MODEL]"),
+    ] = None,
     llm_backend: BackendOpt = None,
     llm_model: LLMModelOpt = None,
     llm_url: LLMUrlOpt = None,
@@ -593,6 +605,8 @@ def eval_(
         token,
         collection,
         embed_model=embed_model,
+        embed_backend=embed_backend,
+        rerank_model=rerank,
         search_mode=mode,
         llm_backend=llm_backend,
         llm_model=llm_model,

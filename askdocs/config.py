@@ -19,10 +19,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 SearchMode = Literal["dense", "bm25", "hybrid"]
 LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 def _config_file() -> Path:
     return Path(os.environ.get("ASKDOCS_CONFIG", "askdocs.toml"))
+
+
+def cache_dir() -> Path:
+    """Where derived model files live (converted GGUF, ONNX exports): ``ASKDOCS_CACHE`` or ~/.cache/askdocs."""
+    base = os.environ.get("ASKDOCS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "askdocs"
+    )
+    return Path(base)
 
 
 class Settings(BaseSettings):
@@ -50,6 +59,15 @@ class Settings(BaseSettings):
     )
     embed_device: str | None = Field(None, description="torch device for the embedder; unset picks cuda when present.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding forward pass.")
+    embed_backend: EmbedBackend | None = Field(
+        None,
+        description=(
+            "Unset: the backend the collection was built with, else torch.  torch runs the "
+            "sentence-transformers model; onnx runs the same model exported to ONNX Runtime "
+            "(exported once into the cache, identical vectors, faster on CPU); onnx-int8 adds dynamic int8 "
+            "quantization (fastest on CPU, vectors differ slightly: ingest and query with the same backend)."
+        ),
+    )
     query_instruction: str | None = Field(
         None,
         description="Text prepended to queries only; unset uses the model's known instruction (bge) or none.",

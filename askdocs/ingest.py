@@ -17,7 +17,9 @@ finishes whatever step was interrupted.
 from __future__ import annotations
 
 import os
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -118,8 +120,114 @@ def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
         stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
 
 
+@dataclass
+class _Prepared:
+    """What the reader thread learned about one file; it never touches the store."""
+
+    file: SourceFile
+    state: DocState | None
+    version: str = ""
+    chunks: list[Chunk] = field(default_factory=list)
+    error: str | None = None  # a LoadError's reason
+
+
+_DONE = object()
+
+
+class _Reader:
+    """Reads, cleans and chunks files on a thread of its own, a bounded number of documents ahead.
+
+    Why a thread: on CPU the embedding forward pass is the floor, and torch and onnxruntime release
+    the GIL while they compute, so reading and cleaning the next documents costs the embedder little.
+    The queue bound keeps memory to a few documents however large the corpus.
+    """
+
+    def __init__(self, prepare: Callable[[SourceFile, DocState | None], _Prepared], items: list, depth: int = 32):
+        self._prepare = prepare
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="askdocs-reader", daemon=True)
+
+    def _work(self) -> None:
+        try:
+            for file, state in self._items:
+                if self._stop.is_set():
+                    return
+                self._put(self._prepare(file, state))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+        self._put(_DONE)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+
+
+class _Writer:
+    """Runs store writes in order on one thread, so Milvus inserts overlap the next batch's embedding.
+
+    Every store call of an ingest goes through it (inserts, deletes), so their order, which the crash
+    safety above relies on, is the order they were submitted in.  A failed write stops the ingest
+    at the next submit or at ``close``.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="askdocs-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _DONE:
+                return
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:
+                    self._error = exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self._queue.put(job)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def close(self) -> None:
+        """Wait for every submitted write, then raise the first failure, if any."""
+        self._queue.put(_DONE)
+        self._thread.join()
+        self._raise()
+
+
 class Ingestor:
-    """One ingest run over a store, with a chunker and a lazily loaded embedder."""
+    """One ingest run over a store, with a chunker and a lazily loaded embedder.
+
+    Three stages overlap: a reader thread (load, clean, chunk), this thread (embed, in full batches
+    across documents) and a writer thread (Milvus inserts and deletes, in submission order).
+    """
 
     def __init__(
         self,
@@ -141,6 +249,7 @@ class Ingestor:
         self._pending: deque[Chunk] = deque()
         self._plans: dict[str, _Plan] = {}
         self._collection_ready = False
+        self._writer: _Writer | None = None
 
     def _fail(self, path: str, reason: str) -> None:
         self.report.failed += 1
@@ -162,6 +271,7 @@ class Ingestor:
             states = self.store.document_states()
         self.progress.start(len(found.files))
         seen: dict[str, SourceFile] = {}
+        work: list[tuple[SourceFile, DocState | None]] = []
         for file in found.files:
             first = seen.get(file.source)
             if first is not None:  # two roots hold the same relative path: one identity, two files
@@ -170,11 +280,20 @@ class Ingestor:
                     f"same source path {file.source!r} as {first.path}; ingest their common parent folder, "
                     "or the other folder into another --collection",
                 )
+                self.progress.file_done(file.source)
                 continue
             seen[file.source] = file
-            self._one(file, states.get(file.source))
-            self.progress.file_done(file.source)
-        self._drain(final=True)
+            work.append((file, states.get(file.source)))
+        self._chunker()  # built here, not lazily on the reader thread (token sizing loads the model)
+        self._writer = _Writer()
+        try:
+            for prepared in _Reader(self._prepare, work):
+                self._accept(prepared)
+                self.progress.file_done(prepared.file.source)
+            self._drain(final=True)
+        finally:
+            writer, self._writer = self._writer, None
+            writer.close()
         if prune:
             dir_roots = {str(r) for r in found.dir_roots}
             for source, st in states.items():
@@ -187,37 +306,53 @@ class Ingestor:
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    def _one(self, file: SourceFile, state: DocState | None) -> None:
+    def _prepare(self, file: SourceFile, state: DocState | None) -> _Prepared:
+        """Reader thread: hash, and unless the stored version is complete, decode, clean and chunk."""
+        out = _Prepared(file, state)
         try:
             with self._time("load"):
                 data = read_bytes(file)
-                version = self._chunker().version_hash(content_hash(data))
-            if state is not None and state.complete(version):
-                if set(state.versions) == {version}:
-                    self.report.unchanged += 1
-                else:  # a crash left an old version behind the complete new one
-                    self.store.delete_source(file.source, keep_hash=version)
-                    self.report.updated += 1
-                return
+                out.version = self._chunker().version_hash(content_hash(data))
+            if state is not None and state.complete(out.version):
+                return out
             with self._time("load"):
                 raw = read(file, data)
             with self._time("clean"):
                 doc = clean(raw)
             with self._time("chunk"):
-                chunks = self._chunker().split(doc)
-            if not chunks:
+                out.chunks = self._chunker().split(doc)
+            if not out.chunks:
                 raise LoadError("no text to index")
         except LoadError as exc:
-            self._fail(str(file.path), str(exc))
+            out.error = str(exc)
+        return out
+
+    def _store(self, job: Callable[[], None]) -> None:
+        assert self._writer is not None
+        self._writer.submit(job)
+
+    def _accept(self, p: _Prepared) -> None:
+        """This thread: account for one prepared file and queue its chunks for embedding."""
+        file, state, version = p.file, p.state, p.version
+        if p.error is not None:
+            self._fail(str(file.path), p.error)
             return
-        if state is not None and version in state.versions:
-            self.store.delete_source(file.source, only_hash=version)  # a half-written copy of this version
+        if not p.chunks:  # the stored version is complete
+            assert state is not None
+            if set(state.versions) == {version}:
+                self.report.unchanged += 1
+            else:  # a crash left an old version behind the complete new one
+                self._store(partial(self.store.delete_source, file.source, keep_hash=version))
+                self.report.updated += 1
+            return
+        if state is not None and version in state.versions:  # a half-written copy of this version
+            self._store(partial(self.store.delete_source, file.source, only_hash=version))
         if state is None:
             self.report.added += 1
         else:
             self.report.updated += 1
-        self._plans[file.source] = _Plan(file.source, version, len(chunks), state is not None)
-        self._pending.extend(chunks)
+        self._plans[file.source] = _Plan(file.source, version, len(p.chunks), state is not None)
+        self._pending.extend(p.chunks)
         self._drain()
 
     def _drain(self, final: bool = False) -> None:
@@ -231,15 +366,19 @@ class Ingestor:
             embedder = self._embedder()
             with self._time("embed"):
                 vectors = embedder.embed_documents([c.search_text for c in batch])
-            with self._time("write"):
-                self.store.insert(batch, vectors)
-            self.report.chunks += len(batch)
-            self.progress.chunks_written(len(batch))
-            for c in batch:
-                plan = self._plans[c.source]
-                plan.remaining -= 1
-                if plan.remaining == 0:
-                    if plan.drop_other_versions:
-                        with self._time("write"):
-                            self.store.delete_source(c.source, keep_hash=plan.doc_hash)
-                    del self._plans[c.source]
+            self._store(partial(self._write, batch, vectors))
+
+    def _write(self, batch: list[Chunk], vectors: object) -> None:
+        """Writer thread: insert a batch, then finish each document whose last chunk it held."""
+        with self._time("write"):
+            self.store.insert(batch, vectors)
+        self.report.chunks += len(batch)
+        self.progress.chunks_written(len(batch))
+        for c in batch:
+            plan = self._plans[c.source]
+            plan.remaining -= 1
+            if plan.remaining == 0:
+                if plan.drop_other_versions:
+                    with self._time("write"):
+                        self.store.delete_source(c.source, keep_hash=plan.doc_hash)
+                del self._plans[c.source]

@@ -177,6 +177,36 @@ def test_html_title_element_is_title(tmp_path: Path) -> None:
     assert _clean(tmp_path / "page.html", PAGE).title == "Vacuuming Guide"
 
 
+def test_html_trail_from_the_up_link_or_breadcrumbs(tmp_path: Path) -> None:
+    """The page's chapter is kept (for the text that is embedded), though the navigation that names it is not."""
+    docbook = (
+        "<html><head><title>43.9. Errors and Messages</title></head><body><div class='navheader'>"
+        "<a accesskey='u' href='plpgsql.html' title='Chapter 43. PL/pgSQL'>Up</a></div>"
+        "<div class='sect1'><h2>43.9. Errors and Messages</h2><p>RAISE EXCEPTION aborts.</p></div></body></html>"
+    )
+    doc = _clean(tmp_path / "docbook.html", docbook)
+    assert doc.metadata["trail"] == ["Chapter 43. PL/pgSQL"]
+    assert "Chapter 43" not in doc.text
+    crumbs = (
+        "<html><head><title>Install</title></head><body><nav aria-label='Breadcrumb'><ol>"
+        "<li><a href='/'>Home</a></li><li><a href='/guide'>User Guide</a></li><li><a href='#'>Install</a></li>"
+        "</ol></nav><main><h1>Install</h1><p>pip install it.</p></main></body></html>"
+    )
+    assert _clean(tmp_path / "crumbs.html", crumbs).metadata["trail"] == ["User Guide"]
+    assert "trail" not in _clean(tmp_path / "plain.html", PAGE).metadata
+
+
+@pytest.mark.shared
+def test_postgresql_pages_know_their_chapter() -> None:
+    if not PG_HTML.is_dir():
+        pytest.skip("../shared is absent")
+    found = discover([PG_HTML / "plpgsql-errors-and-messages.html"])
+    doc = clean(read(found.files[0]))
+    assert doc.metadata["trail"] == ["Chapter 43. PL/pgSQL — SQL Procedural Language"]
+    chunk = Chunker().split(doc)[0]
+    assert chunk.search_text.startswith("Chapter 43. PL/pgSQL — SQL Procedural Language > 43.9. Errors and Messages")
+
+
 def test_html_headings_become_markdown_headings_and_sections(tmp_path: Path) -> None:
     """h1/h2 must survive as heading lines so the section map (and citations) can use them."""
     page = PAGE.replace("<article>", "<article><h1>Vacuuming Guide</h1><p>Intro paragraph about vacuum.</p>")

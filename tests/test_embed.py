@@ -1,0 +1,78 @@
+"""Embedding backends: the ONNX export computes what sentence-transformers computes, int8 stays close,
+and a collection remembers the backend it was built with so that queries match its vectors."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from askdocs import Index
+from askdocs.embed import CPU_DEFAULT_MODEL, Embedder, OnnxEmbedder, make_embedder
+from askdocs.errors import AskdocsError
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("askdocs-cache")
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """Mixed lengths (3 to 300 words), so batches are padded: padding must not change a vector."""
+    rng = random.Random(7)
+    words = (Path(__file__).resolve().parent.parent / "README.md").read_text().split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 300))) for _ in range(70)]
+
+
+def test_onnx_vectors_equal_torch_and_export_is_cached(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str], embedder: Embedder
+) -> None:
+    monkeypatch.setenv("ASKDOCS_CACHE", str(cache))
+    onnx = OnnxEmbedder(CPU_DEFAULT_MODEL, batch_size=16)
+    got = onnx.embed_documents(texts)
+    want = embedder.embed_documents(texts)
+    assert got.shape == want.shape == (len(texts), 384)
+    assert np.abs(got - want).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    [exported] = list(cache.glob("onnx/*/model.onnx"))
+    mtime = exported.stat().st_mtime_ns
+    again = OnnxEmbedder(CPU_DEFAULT_MODEL, batch_size=7).embed_queries(texts[:5])
+    assert exported.stat().st_mtime_ns == mtime  # loaded, not exported again
+    assert np.abs(again - embedder.embed_queries(texts[:5])).max() < 1e-4
+
+
+def test_int8_is_close_but_not_identical(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str], embedder: Embedder
+) -> None:
+    monkeypatch.setenv("ASKDOCS_CACHE", str(cache))
+    got = OnnxEmbedder(CPU_DEFAULT_MODEL, quantize=True).embed_documents(texts)
+    want = embedder.embed_documents(texts)
+    cos = (got * want).sum(axis=1)
+    assert cos.min() > 0.95, cos.min()
+    assert np.abs(got - want).max() > 1e-3  # really quantized, not the float graph again
+
+
+def test_backend_choice_is_checked() -> None:
+    assert type(make_embedder(CPU_DEFAULT_MODEL, "torch")) is Embedder
+    assert isinstance(make_embedder(CPU_DEFAULT_MODEL, "onnx-int8"), OnnxEmbedder)
+    with pytest.raises(AskdocsError, match="CPU"):
+        make_embedder(CPU_DEFAULT_MODEL, "onnx", device="cuda")
+    with pytest.raises(AskdocsError, match="unknown embed_backend"):
+        make_embedder(CPU_DEFAULT_MODEL, "tensorrt")
+
+
+def test_collection_remembers_its_backend(monkeypatch: pytest.MonkeyPatch, cache: Path, docs: Path, db: str) -> None:
+    monkeypatch.setenv("ASKDOCS_CACHE", str(cache))
+    with Index(milvus_uri=db, embed_backend="onnx-int8") as ix:
+        ix.ingest(docs)
+        assert ix.store.meta()["embed_backend"] == "onnx-int8"
+    with Index(milvus_uri=db) as ix:  # no backend configured: the collection's own
+        assert ix.embed_backend == "onnx-int8"
+        hits = ix.search("What does VACUUM FULL do to the table?", k=1, mode="dense")
+        assert isinstance(ix.embedder(), OnnxEmbedder)
+        assert hits[0].source == "page.html"

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.askdocs-installed
 QUESTION ?= What do the parameters of HNSW mean?
 
-.PHONY: install demo test lint bench-reference
+.PHONY: install demo test lint bench
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check askdocs tests benchmarks
 	$(BIN)/pytest -q
+
+## Speed, side by side with the reference pipeline (benchmarks/results/speed.{md,json,png}); BENCH_ARGS narrows it.
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check askdocs tests benchmarks

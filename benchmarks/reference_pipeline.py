@@ -91,6 +91,16 @@ def load_docs(root):
     return docs
 
 
+def process_usage():
+    """This process's CPU seconds and peak RSS (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next((line.split()[1] for line in status if line.startswith("VmHWM:")), "0")
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": int(hwm) / 1024}
+
+
 def evaluate(questions, ranks, k):
     """hit@n and MRR@k over the given questions; ranks[id] is 1-based or None."""
     n = len(questions)
@@ -106,7 +116,7 @@ def evaluate(questions, ranks, k):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus")
-    ap.add_argument("--questions", required=True)
+    ap.add_argument("--questions", default=None, help="score retrieval on these questions (default: ingest only)")
     ap.add_argument("--model", default=None, help="default: packaged all-MiniLM-L6-v2")
     ap.add_argument("--db", default=None, help="Milvus Lite file (default: temporary)")
     ap.add_argument("-k", type=int, default=10)
@@ -132,7 +142,9 @@ def main():
     timings["chunk"] = time.perf_counter() - t
 
     # Embed, with the blog's whole-matrix normalization (harmless under COSINE).
+    t = time.perf_counter()
     encoder = SentenceTransformer(model, device="cpu")
+    timings["model"] = time.perf_counter() - t
     dim = encoder.get_embedding_dimension()  # blog: get_sentence_embedding_dimension (renamed)
     list_of_strings = [doc.page_content for doc in chunks if hasattr(doc, "page_content")]
     t = time.perf_counter()
@@ -153,6 +165,18 @@ def main():
     mc.insert(COLLECTION_NAME, data=dict_list)
     mc.flush(COLLECTION_NAME)
     timings["insert+flush"] = time.perf_counter() - t
+    # Everything an ingest does (the index build is deferred to flush/load in Milvus Lite, as for askdocs).
+    timings["ingest_total"] = sum(timings[k] for k in ("load", "chunk", "model", "embed", "insert+flush"))
+    if args.questions is None:
+        mc.close()
+        report = {"corpus": args.corpus, "model": model, "docs": len(docs), "chunks": len(chunks),
+                  "timings_s": timings, **process_usage()}
+        print(json.dumps(report))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        if tmpdir is not None:
+            tmpdir.cleanup()
+        return
 
     # Query, one question at a time, encoded and normalized as in the blog.
     questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines()

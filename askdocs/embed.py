@@ -212,7 +212,7 @@ class OnnxEmbedder(Embedder):
         import torch
 
         model = super().warm_up().eval()
-        feats = model.tokenize(["a", "two words"])
+        feats = (getattr(model, "preprocess", None) or model.tokenize)(["a", "two words"])
         sample = {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
         names = list(sample)
 
@@ -284,9 +284,15 @@ class OnnxEmbedder(Embedder):
                     from onnxruntime.quantization import QuantType, quantize_dynamic
 
                     tmp = folder / f".model-int8.tmp{os.getpid()}.onnx"
-                    quantize_dynamic(
-                        str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8, per_channel=True
-                    )
+                    root = logging.getLogger()
+                    level = root.level
+                    root.setLevel(logging.ERROR)  # its advice to pre-process is for static, not dynamic, quantization
+                    try:
+                        quantize_dynamic(
+                            str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8, per_channel=True
+                        )
+                    finally:
+                        root.setLevel(level)
                     os.replace(tmp, target)
             self._conf = conf = json.loads((folder / "askdocs-onnx.json").read_text())
             if (folder / "tokenizer.json").is_file() and conf.get("pad_token") is not None:

@@ -168,9 +168,13 @@ def test_server_down_mid_ingest_and_mid_query_then_resume(flaky_server: Server, 
     assert time.monotonic() - t0 < 120
 
     flaky_server.start()
-    # stopped in the middle of an ingest
-    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "askdocs.cli", "ingest", str(sample_copy), "--uri", URI,
-           "--batch-size", "16"]  # fmt: skip
+    # stopped in the middle of an ingest: the sample twice (52 documents), embedded by torch in small batches,
+    # takes about a minute here, so 25 s lands mid-way (the int8 default ingests the sample alone in ~15 s)
+    corpus = sample_copy.parent / "twice"
+    for half in ("a", "b"):
+        shutil.copytree(sample_copy, corpus / half)
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "askdocs.cli", "ingest", str(corpus), "--uri", URI,
+           "--batch-size", "8", "--embed-backend", "torch"]  # fmt: skip
     ingest = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(25)  # start-up, model load, collection creation, the first batches
     assert ingest.poll() is None, "the ingest finished before the server could be stopped"
@@ -183,12 +187,12 @@ def test_server_down_mid_ingest_and_mid_query_then_resume(flaky_server: Server, 
 
     # back again: the next ingest resumes and completes
     flaky_server.start()
-    done = _askdocs(ns, "ingest", str(sample_copy), "--json")
+    done = _askdocs(ns, "ingest", str(corpus), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert report["failed"] == 0 and report["added"] + report["unchanged"] + report["updated"] == 26
+    assert report["failed"] == 0 and report["added"] + report["unchanged"] + report["updated"] == 52
     status = json.loads(_askdocs(ns, "status", "--json").stdout)
-    assert status["documents"] == 26
+    assert status["documents"] == 52
 
     # stopped during a query
     flaky_server.stop()

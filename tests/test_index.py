@@ -39,6 +39,14 @@ def test_ingest_every_format_then_search_finds_each(make_index, docs: Path) -> N
     assert "NAVIGATION-CHROME-TEXT" not in hit.text and "FOOTER-CHROME-TEXT" not in hit.text
 
 
+def test_bm25_ignores_english_stop_words(make_index, docs: Path) -> None:
+    """Stop words would match every chunk (and make BM25 walk the longest posting lists): they match none."""
+    index = make_index()
+    index.ingest(docs)
+    assert index.search("the of and is to", k=3, mode="bm25") == []
+    assert index.search("the VACUUM", k=1, mode="bm25")[0].source == "page.html"
+
+
 def test_reingest_unchanged_embeds_nothing(make_index, docs: Path) -> None:
     index = make_index()
     first = index.ingest(docs)

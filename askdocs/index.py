@@ -111,9 +111,18 @@ class Index:
         if self._embedder is not None and self._embedder.model_name != self.model_name:
             self.store.check_model(self._embedder.model_name)
         if self._embedder is None:
+            s = self.settings
+            if s.embed_url:  # embedding servers: the configured model, else the collection's
+                from askdocs.embed_remote import remote_embedder
+
+                meta = self.store.meta()
+                model = canonical_model(s.embed_model) if s.embed_model else (meta or {}).get("model")
+                if model:
+                    self.store.check_model(model)
+                self._embedder = remote_embedder(s, model)
+                return self._embedder
             model = self.model_name
             self.store.check_model(model)
-            s = self.settings
             self._embedder = make_embedder(
                 model, self.embed_backend, s.embed_device, s.embed_batch_size, s.query_instruction
             )

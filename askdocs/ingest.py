@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -121,8 +121,8 @@ def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
 
 
 @dataclass
-class _Prepared:
-    """What the reader thread learned about one file; it never touches the store."""
+class Prepared:
+    """What a reader (a thread here, a Ray task in ``ingest_ray``) learned about one file; not the store."""
 
     file: SourceFile
     state: DocState | None
@@ -142,7 +142,7 @@ class _Reader:
     The queue bound keeps memory to a few documents however large the corpus.
     """
 
-    def __init__(self, prepare: Callable[[SourceFile, DocState | None], _Prepared], items: list, depth: int = 32):
+    def __init__(self, prepare: Callable[[SourceFile, DocState | None], Prepared], items: list, depth: int = 32):
         self._prepare = prepare
         self._items = items
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -167,7 +167,7 @@ class _Reader:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[_Prepared]:
+    def __iter__(self) -> Iterator[Prepared]:
         self._thread.start()
         try:
             while True:
@@ -220,6 +220,33 @@ class _Writer:
         self._queue.put(_DONE)
         self._thread.join()
         self._raise()
+
+
+def prepare_file(
+    file: SourceFile, state: DocState | None, chunker: Chunker, timer: Callable[[str], AbstractContextManager]
+) -> Prepared:
+    """Hash one file, and unless ``state`` holds that version complete, decode, clean and chunk it.
+
+    The reader thread of a local ingest and the Ray tasks of ``askdocs.ingest_ray`` both run this.
+    """
+    out = Prepared(file, state)
+    try:
+        with timer("load"):
+            data = read_bytes(file)
+            out.version = chunker.version_hash(content_hash(data))
+        if state is not None and state.complete(out.version):
+            return out
+        with timer("load"):
+            raw = read(file, data)
+        with timer("clean"):
+            doc = clean(raw)
+        with timer("chunk"):
+            out.chunks = chunker.split(doc)
+        if not out.chunks:
+            raise LoadError("no text to index")
+    except LoadError as exc:
+        out.error = str(exc)
+    return out
 
 
 class Ingestor:
@@ -287,7 +314,7 @@ class Ingestor:
         self._chunker()  # built here, not lazily on the reader thread (token sizing loads the model)
         self._writer = _Writer()
         try:
-            for prepared in _Reader(self._prepare, work):
+            for prepared in self._prepared(work):
                 self._accept(prepared)
                 self.progress.file_done(prepared.file.source)
             self._drain(final=True)
@@ -306,32 +333,23 @@ class Ingestor:
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    def _prepare(self, file: SourceFile, state: DocState | None) -> _Prepared:
+    def _prepare(self, file: SourceFile, state: DocState | None) -> Prepared:
         """Reader thread: hash, and unless the stored version is complete, decode, clean and chunk."""
-        out = _Prepared(file, state)
-        try:
-            with self._time("load"):
-                data = read_bytes(file)
-                out.version = self._chunker().version_hash(content_hash(data))
-            if state is not None and state.complete(out.version):
-                return out
-            with self._time("load"):
-                raw = read(file, data)
-            with self._time("clean"):
-                doc = clean(raw)
-            with self._time("chunk"):
-                out.chunks = self._chunker().split(doc)
-            if not out.chunks:
-                raise LoadError("no text to index")
-        except LoadError as exc:
-            out.error = str(exc)
-        return out
+        return prepare_file(file, state, self._chunker(), self._time)
+
+    def _prepared(self, work: list[tuple[SourceFile, DocState | None]]) -> Iterable[Prepared]:
+        """The files to account for, prepared, in any order: here by the reader thread (Ray overrides it)."""
+        return _Reader(self._prepare, work)
+
+    def _embed(self, batch: list[Chunk]) -> object:
+        """Vectors for a batch of chunks: here the embedder (Ray's actors have done it already)."""
+        return self._embedder().embed_documents([c.search_text for c in batch])
 
     def _store(self, job: Callable[[], None]) -> None:
         assert self._writer is not None
         self._writer.submit(job)
 
-    def _accept(self, p: _Prepared) -> None:
+    def _accept(self, p: Prepared) -> None:
         """This thread: account for one prepared file and queue its chunks for embedding."""
         file, state, version = p.file, p.state, p.version
         if p.error is not None:
@@ -363,9 +381,8 @@ class Ingestor:
                     self._embedder().warm_up()
                     self._ensure_collection()
                 self._collection_ready = True
-            embedder = self._embedder()
             with self._time("embed"):
-                vectors = embedder.embed_documents([c.search_text for c in batch])
+                vectors = self._embed(batch)
             self._store(partial(self._write, batch, vectors))
 
     def _write(self, batch: list[Chunk], vectors: object) -> None:

@@ -185,6 +185,20 @@ def ingest(
     embed_model: ModelOpt = None,
     embed_backend: BackendEmbedOpt = None,
     embed_url: EmbedUrlOpt = None,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Read, chunk and embed on Ray Data (a local Ray instance unless --ray-address)."),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster: auto or ray://host:10001 (implies --ray) [env: ASKDOCS_RAY_ADDRESS]",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        Optional[int], typer.Option("--ray-actors", help="Embedding actors [env: ASKDOCS_RAY_ACTORS]")
+    ] = None,
 ) -> None:
     """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
     index = _index(
@@ -194,6 +208,8 @@ def ingest(
         embed_model=embed_model,
         embed_backend=embed_backend,
         embed_url=embed_url or None,
+        ray_address=ray_address or ("local" if ray else None),
+        ray_actors=ray_actors,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
         chunk_unit=chunk_unit,

@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- ingest on Ray (askdocs ingest --ray) ---------------------------------
+    ray_address: str | None = Field(
+        None,
+        description=(
+            "Ingest on Ray Data: 'local' starts a local Ray instance (ray_cpus CPUs), 'auto' or 'ray://host:10001' "
+            "joins a running cluster.  Unset: the local ingest."
+        ),
+    )
+    ray_cpus: int = Field(2, ge=1, description="CPUs of the local Ray instance that --ray starts without an address.")
+    ray_actors: int | None = Field(
+        None, ge=1, description="Embedding actors in the pool.  Unset: one per GPU, else half the cluster's CPUs."
+    )
+    ray_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved by each embedding actor.")
+
     # --- chunking ----------------------------------------------------------
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")

@@ -149,14 +149,22 @@ class Index:
         """Add, update (and with ``prune`` remove) documents so the index matches the files."""
         if self.settings.embed_model and self.store.meta():
             self.store.check_model(self.model_name)
-        ingestor = Ingestor(
+        kind: type[Ingestor] = Ingestor
+        more: dict[str, object] = {}
+        if self.settings.ray_address is not None:  # the same sync on Ray Data: askdocs/ingest_ray.py
+            from askdocs.ingest_ray import RayIngestor
+
+            kind, more = RayIngestor, {"settings": self.settings, "address": self.settings.ray_address}
+        ingestor = kind(
             self.store,
             chunker=self.chunker,
             embedder=self.embedder,
             ensure_collection=self._ensure_collection,
             batch_size=max(self.settings.embed_batch_size * 4, 64),
             progress=progress,
+            **more,
         )
+        self.last_ingestor = ingestor
         return ingestor.run([os.fspath(p) for p in paths], prune=prune)
 
     def _require_collection(self) -> None:

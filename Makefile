@@ -70,7 +70,7 @@ RAY_VENV  ?= .venv-ray
 RAY_BIN   := $(RAY_VENV)/bin
 RAY_STAMP := $(RAY_VENV)/.askdocs-installed
 
-.PHONY: test-ray
+.PHONY: test-ray bench-scale
 
 $(RAY_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(RAY_VENV)
@@ -82,3 +82,7 @@ $(RAY_STAMP): pyproject.toml Makefile
 ## askdocs ingest --ray on a local Ray instance (2 CPUs): identical to the local ingest, sync, kill -9.
 test-ray: $(RAY_STAMP)
 	$(RAY_BIN)/pytest -q -m ray tests/test_ray.py
+
+## Scaling out, measured: Ray vs local ingest, two Ray nodes, embedding server vs in-process, a projection.
+bench-scale: $(RAY_STAMP)
+	$(RAY_BIN)/python benchmarks/scale.py $(BENCH_ARGS)

@@ -193,7 +193,7 @@ def ingest(
         Optional[str],
         typer.Option(
             "--ray-address",
-            help="Join this Ray cluster: auto or ray://host:10001 (implies --ray) [env: ASKDOCS_RAY_ADDRESS]",
+            help="Join this Ray cluster: auto or HOST:6379 (implies --ray) [env: ASKDOCS_RAY_ADDRESS]",
         ),
     ] = None,
     ray_actors: Annotated[

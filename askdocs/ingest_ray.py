@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -201,6 +202,11 @@ class RayIngestor(Ingestor):
         gpus = int(resources.get("GPU", 0))
         pool = s.ray_actors or (gpus or max(1, int(resources.get("CPU", 1)) // 2))
         factory = _EmbedderFactory(self._embedder(), s, gpu=gpus > 0)
+        if gpus and factory.args[1] in ("onnx", "onnx-int8"):
+            raise AskdocsError(
+                f"the Ray cluster has {gpus} GPUs but embed_backend is {factory.args[1]} (CPU only): "
+                "use --embed-backend torch"
+            )
         chunker = self._chunker()
         states = {f.source: st for f, st in todo}
         items = [{"path": str(f.path), "root": str(f.root), "source": f.source, "fmt": f.fmt} for f, _ in todo]
@@ -208,16 +214,25 @@ class RayIngestor(Ingestor):
         # Tasks of their own (half a CPU each, so Ray does not fuse them into the actors): reading and
         # chunking the next files overlaps the embedding, as the local reader thread does.
         ds = ds.map(_prepare_row, fn_kwargs={"chunker": chunker}, num_cpus=0.5)
-        ds = ds.map_batches(
-            EmbedActor,
-            fn_constructor_kwargs={"make": factory},
-            batch_size=DOCS_PER_BATCH,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=pool),
-            num_gpus=1 if gpus else 0,
-            num_cpus=s.ray_actor_cpus,
-            max_restarts=0,  # a failed actor fails the run (the rerun resumes); no restart from lost arguments
-        )
+        with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated in name only
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(
+                EmbedActor,
+                fn_constructor_kwargs={"make": factory},
+                batch_size=DOCS_PER_BATCH,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=pool),
+                num_gpus=1 if gpus else 0,
+                num_cpus=s.ray_actor_cpus,
+                max_restarts=0,  # a failed actor fails the run (the rerun resumes); no restart from lost arguments
+            )
+        try:
+            yield from self._results(ds, states)
+        except ray.exceptions.RayError as exc:  # a task or actor failed: its own error, in one line
+            cause = str(exc).strip().splitlines()
+            raise AskdocsError(f"the Ray ingest failed: {cause[-1] if cause else type(exc).__name__}") from None
+
+    def _results(self, ds: Any, states: dict[str, DocState | None]) -> Iterator[Prepared]:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for payload, node in zip(batch["payload"], batch["node"], strict=True):
                 prepared, vectors, stages = pickle.loads(payload)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -23,6 +23,8 @@ from pydantic_settings import (
 )
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+#: The one list of search modes: settings validate against ``SearchMode``, the CLI offers these.
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]

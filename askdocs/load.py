@@ -17,8 +17,12 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from askdocs.errors import LoadError
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 #: File extension -> format name understood by ``askdocs.clean``.
 FORMATS: dict[str, str] = {
@@ -32,8 +36,14 @@ FORMATS: dict[str, str] = {
     ".pdf": "pdf",
 }
 
-#: Files larger than this are refused rather than read whole into memory.
+#: Files larger than this are refused (``read_bytes``' ``max_bytes`` changes it).  A file is read,
+#: decoded and chunked whole: 64 MiB of text is ~130,000 chunks, about an hour of embedding on a
+#: laptop CPU, and peaks near 1 GiB of memory (tests/test_fuzz.py measures it); a larger file is
+#: almost always a log, a dump or a mistake, and is reported rather than silently taking hours.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+
+#: Runs without whitespace at least this long are broken into lines (see ``break_long_runs``).
+LONG_RUN = 2000
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -203,6 +213,26 @@ def decode(data: bytes) -> str:
     return text
 
 
+def _pdf_bomb(reader: PdfReader) -> bool:
+    """Whether a page's content stream inflates past pypdf's decompression limit.
+
+    pypdf stops inflating at its limit (75 MB) and ``extract_text`` then quietly returns nothing, so
+    a decompression bomb would be reported as a scanned PDF.  Only called when no text came out.
+    """
+    from pypdf.errors import LimitReachedError
+
+    for page in reader.pages:
+        try:
+            contents = page.get_contents()
+            if contents is not None:
+                contents.get_data()
+        except LimitReachedError:
+            return True
+        except Exception:  # any other damage is reported as "no extractable text"
+            continue
+    return False
+
+
 def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
     import io
 
@@ -222,7 +252,7 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
         offset = 0
         for page in reader.pages:
             starts.append(offset)
-            page_text = (page.extract_text() or "").strip()
+            page_text = break_long_runs((page.extract_text() or "").strip())
             pages.append(page_text)
             offset += len(page_text) + 2
         title = None
@@ -234,17 +264,28 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
         raise LoadError(f"corrupt or unreadable PDF: {exc}") from None
     text = "\n\n".join(pages)
     if not text.strip():
+        if _pdf_bomb(reader):
+            raise LoadError("PDF content inflates past the decompression limit (a decompression bomb?)")
         raise LoadError("PDF has no extractable text (scanned images?)")
     return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
 
 
-def read_bytes(file: SourceFile) -> bytes:
-    """The file's bytes, refusing oversized files before they are read into memory."""
+def read_bytes(file: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, refusing oversized files before they are read into memory.
+
+    At most ``max_bytes + 1`` bytes are ever read, so a file that grows after the size check (a log
+    being written) cannot slip a larger read past the limit.
+    """
+    limit = f"over the {max_bytes / 2**20:g} MiB limit"
     try:
         size = file.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
-        return file.path.read_bytes()
+        if size > max_bytes:
+            raise LoadError(f"file is {size / 2**20:.0f} MiB, {limit}")
+        with file.path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise LoadError(f"file grew past {limit} while being read")
+        return data
     except LoadError:
         raise
     except OSError as exc:
@@ -255,13 +296,13 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read(file: SourceFile, data: bytes | None = None) -> RawDocument:
+def read(file: SourceFile, data: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
     """Decode one file into text; raise ``LoadError`` with a reason a person understands.
 
     ``data`` lets the caller hash the bytes first and decode only files that changed.
     """
     if data is None:
-        data = read_bytes(file)
+        data = read_bytes(file, max_bytes)
     if not data.strip():
         raise LoadError("empty file")
     if file.fmt == "pdf":
@@ -269,11 +310,41 @@ def read(file: SourceFile, data: bytes | None = None) -> RawDocument:
     if data.startswith(b"%PDF-"):
         raise LoadError("PDF content under a text file name")
     text = decode(data)
-    if file.fmt != "html":
-        # Runs of thousands of characters without a space are blobs (base64 images, minified data,
-        # a 50 MB line), not prose: embedded, they would become thousands of meaningless chunks.
-        text = _BLOB.sub(" ", text)
+    if file.fmt != "html":  # HTML is tamed after rendering: its markup has long runs of its own
+        tamed = break_long_runs(text, drop_blobs=True)
+        if not tamed.strip() and text.strip():
+            raise LoadError("no prose: only data blobs (runs of 1000+ characters without a space)")
+        text = tamed
     return RawDocument(file, text, content_hash(data))
 
 
-_BLOB = re.compile(r"\S{1000,}")
+# Both patterns start only where a run starts ((?<!\S)): "\S{1000,}" alone would rescan every run
+# shorter than 1000 from each of its characters, minutes on a 64 MB file of 999-letter words.
+_BLOB = re.compile(r"(?<!\S)[!-~]{1000,}")
+_LONG_RUN = re.compile(rf"(?<!\S)\S{{{LONG_RUN},}}")
+_SENTENCE_END = re.compile(r"[。！？．!?]")
+_LONG_LINE = re.compile(rf"(?<![^\n])[^\n]{{{LONG_RUN},}}")
+
+
+def break_long_runs(text: str, drop_blobs: bool = False) -> str:
+    """Defuse runs of thousands of characters without whitespace before they reach the chunker.
+
+    ASCII runs of 1000+ (base64 images, minified data, a 50 MB line of "x") are blobs, not prose:
+    with ``drop_blobs`` they become a space, because embedded they would be thousands of
+    meaningless chunks.  Other long runs are real text in scripts written without spaces (Chinese,
+    Japanese, Thai): they are kept, with a line break after each sentence end, and lines still
+    ``LONG_RUN`` long are cut every ``LONG_RUN // 2`` characters.  Unbroken, the splitter would cut
+    such a run into one string per character: ~80 bytes of memory per character, 4 GB for a
+    50 MB line.
+    """
+    if drop_blobs:
+        text = _BLOB.sub(" ", text)
+
+    def wrap(line: re.Match[str]) -> str:
+        s = line.group(0)
+        return "\n".join(s[i : i + LONG_RUN // 2] for i in range(0, len(s), LONG_RUN // 2))
+
+    def split(run: re.Match[str]) -> str:
+        return _LONG_LINE.sub(wrap, _SENTENCE_END.sub("\\g<0>\n", run.group(0)))
+
+    return _LONG_RUN.sub(split, text)

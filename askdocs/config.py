@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
     chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    pdf_max_inflated_mb: float = Field(
+        128,
+        gt=0,
+        description="A PDF whose page contents inflate past this in total is reported, not parsed (a bomb).",
+    )
 
     # --- retrieval ---------------------------------------------------------
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")

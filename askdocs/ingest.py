@@ -32,7 +32,7 @@ from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError, LoadError
-from askdocs.load import SourceFile, content_hash, discover, read, read_bytes
+from askdocs.load import MAX_PDF_INFLATED_BYTES, SourceFile, content_hash, discover, read, read_bytes
 from askdocs.store import DocState, MilvusStore
 
 
@@ -237,8 +237,10 @@ class Ingestor:
         ensure_collection: Callable[[], None],
         batch_size: int = 256,
         progress: ProgressSink | None = None,
+        pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
     ) -> None:
         self.store = store
+        self.pdf_max_inflated = pdf_max_inflated
         self._chunker = chunker
         self._embedder = embedder
         self._ensure_collection = ensure_collection
@@ -316,7 +318,7 @@ class Ingestor:
             if state is not None and state.complete(out.version):
                 return out
             with self._time("load"):
-                raw = read(file, data)
+                raw = read(file, data, pdf_max_inflated=self.pdf_max_inflated)
             with self._time("clean"):
                 doc = clean(raw)
             with self._time("chunk"):

@@ -17,12 +17,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from askdocs.errors import LoadError
-
-if TYPE_CHECKING:
-    from pypdf import PdfReader
 
 #: File extension -> format name understood by ``askdocs.clean``.
 FORMATS: dict[str, str] = {
@@ -41,6 +37,11 @@ FORMATS: dict[str, str] = {
 #: laptop CPU, and peaks near 1 GiB of memory (tests/test_fuzz.py measures it); a larger file is
 #: almost always a log, a dump or a mistake, and is reported rather than silently taking hours.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+
+#: A PDF's content streams may inflate to this much in total (the ``pdf_max_inflated_mb`` setting).
+#: Text-heavy pages hold 3-20 KB of content each, so this is thousands of pages; pypdf parses
+#: content at ~10 MB/s, so it is also ~15 s of work at most.
+MAX_PDF_INFLATED_BYTES = 128 * 1024 * 1024
 
 #: Runs without whitespace at least this long are broken into lines (see ``break_long_runs``).
 LONG_RUN = 2000
@@ -99,9 +100,18 @@ def _glob_root(pattern: str) -> Path:
     return Path(os.path.normpath(Path(*fixed).absolute())) if fixed else Path.cwd()
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+    """Supported and unsupported files under ``root``; folders that cannot be listed go to ``skipped``.
+
+    os.walk passes over a folder it cannot list (no permission, a path past PATH_MAX) unless given
+    ``onerror``: its documents would be missing from the index with nothing said.
+    """
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append((exc.filename or str(root), f"folder cannot be read: {exc.strerror or exc}"))
+
     # followlinks=False: a symlink loop cannot trap the walk; linked files are still read.
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -159,7 +169,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
             root = Path(os.path.normpath(path.absolute()))
             roots.append(root)
             dir_roots.append(root)
-            for p in _walk(root):
+            for p in _walk(root, skipped):
                 add(p, root)
         elif path.exists():
             root = Path(os.path.normpath(path.absolute())).parent
@@ -188,16 +198,20 @@ def decode(data: bytes) -> str:
                 return data[len(bom) :].decode(encoding.removesuffix("-sig"))
             except UnicodeDecodeError as exc:
                 raise LoadError(f"invalid {encoding} after its byte-order mark: {exc.reason}") from None
-    if b"\x00" in data[:8192]:
-        raise LoadError("binary content (NUL bytes), not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    nul = b"\x00" in data[:8192]
+    if not nul:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     from charset_normalizer import from_bytes
 
     matches = from_bytes(data[: 1024 * 1024])
     best = matches.best()
+    # NUL bytes mean binary, unless the text is UTF-16/32 without a byte-order mark (Latin letters
+    # are then every other byte a NUL), which charset-normalizer recognises.
+    if nul and (best is None or not (best.encoding or "").startswith("utf_")):
+        raise LoadError("binary content (NUL bytes), not text")
     if best is None or best.encoding is None:
         raise LoadError("binary content or unknown text encoding")
     encoding = best.encoding
@@ -213,32 +227,21 @@ def decode(data: bytes) -> str:
     return text
 
 
-def _pdf_bomb(reader: PdfReader) -> bool:
-    """Whether a page's content stream inflates past pypdf's decompression limit.
+def _read_pdf(file: SourceFile, data: bytes, max_inflated: int = MAX_PDF_INFLATED_BYTES) -> RawDocument:
+    """Text of every page; a damaged PDF, or one past a pypdf safety limit or our budget, is a LoadError.
 
-    pypdf stops inflating at its limit (75 MB) and ``extract_text`` then quietly returns nothing, so
-    a decompression bomb would be reported as a scanned PDF.  Only called when no text came out.
+    Each page's content stream is inflated before its text is extracted, and the inflated sizes are
+    summed: pypdf limits one stream (75 MB), but 30 pages of 70 MB each pass that limit one by one
+    and took 3.5 minutes and 2.4 GB to extract nothing.  The sum stops such a file after
+    ``max_inflated`` bytes.  pypdf's ``LimitReachedError`` (a decompression bomb, a cyclic page tree,
+    an array of a million elements) derives from ``PyPdfError`` only, so it is caught by that name.
     """
-    from pypdf.errors import LimitReachedError
-
-    for page in reader.pages:
-        try:
-            contents = page.get_contents()
-            if contents is not None:
-                contents.get_data()
-        except LimitReachedError:
-            return True
-        except Exception:  # any other damage is reported as "no extractable text"
-            continue
-    return False
-
-
-def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    budget = f"{max_inflated / 2**20:g} MiB (the pdf_max_inflated_mb setting)"
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -250,7 +253,12 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
         pages: list[str] = []
         starts: list[int] = []
         offset = 0
-        for page in reader.pages:
+        inflated = 0
+        for n, page in enumerate(reader.pages, 1):
+            contents = page.get_contents()
+            inflated += len(contents.get_data()) if contents is not None else 0
+            if inflated > max_inflated:
+                raise LoadError(f"PDF content inflates past {budget} by page {n} (a decompression bomb?)")
             starts.append(offset)
             page_text = break_long_runs((page.extract_text() or "").strip())
             pages.append(page_text)
@@ -260,12 +268,12 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
             title = str(reader.metadata.title).strip() or None
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+    except LimitReachedError as exc:
+        raise LoadError(f"PDF exceeds a pypdf safety limit (a decompression bomb?): {exc}") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise LoadError(f"corrupt or unreadable PDF: {exc}") from None
     text = "\n\n".join(pages)
     if not text.strip():
-        if _pdf_bomb(reader):
-            raise LoadError("PDF content inflates past the decompression limit (a decompression bomb?)")
         raise LoadError("PDF has no extractable text (scanned images?)")
     return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
 
@@ -296,7 +304,12 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read(file: SourceFile, data: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> RawDocument:
+def read(
+    file: SourceFile,
+    data: bytes | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+) -> RawDocument:
     """Decode one file into text; raise ``LoadError`` with a reason a person understands.
 
     ``data`` lets the caller hash the bytes first and decode only files that changed.
@@ -306,7 +319,7 @@ def read(file: SourceFile, data: bytes | None = None, max_bytes: int = MAX_FILE_
     if not data.strip():
         raise LoadError("empty file")
     if file.fmt == "pdf":
-        return _read_pdf(file, data)
+        return _read_pdf(file, data, pdf_max_inflated)
     if data.startswith(b"%PDF-"):
         raise LoadError("PDF content under a text file name")
     text = decode(data)

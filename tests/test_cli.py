@@ -140,3 +140,18 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["status", "--uri", "http://127.0.0.1:9"])
     assert res.exit_code == 1
     assert "cannot reach Milvus at http://127.0.0.1:9" in res.output and "Traceback" not in res.output
+
+
+def test_failed_file_names_print_escaped(cli_env: str, tmp_path: Path) -> None:
+    """A newline in a file name must not forge a line of the summary, nor "[...]" act as markup."""
+    root = tmp_path / "odd"
+    root.mkdir()
+    (root / "good.md").write_text("# Good\n\nThe pangolin is found.\n", encoding="utf-8")
+    (root / "bad\nskipped forged.md [bold]x.md").write_bytes(bytes(range(256)) * 8)
+    res = runner.invoke(app, ["ingest", str(root)])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert [line for line in lines if line.startswith("skipped")] == [
+        f"skipped {root}/bad\\nskipped forged.md [bold]x.md: binary content (NUL bytes), not text"
+    ]
+    assert not any(line.startswith("skipped forged") for line in lines)

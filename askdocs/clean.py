@@ -92,7 +92,10 @@ def _sections_from_headings(text: str, headings: list[tuple[int, int, str]]) -> 
 # Every pattern in this module runs in linear time: a character class that may not cross the
 # delimiter that starts the next attempt ([^\[\]] rather than [^\]]) ends each failed attempt at
 # the next candidate, where "[^\]]*" would rescan the rest of the text from every "[" (a 300 kB
-# file of brackets took a minute).  tests/test_fuzz.py times the pathological inputs.
+# file of brackets took a minute).  Likewise a link target ([^()...]) ends at the next parenthesis
+# and a title ([^"]*) at the next quote, so an attempt that gets that far reads only up to the next
+# attempt's own "(" or quote.  tests/test_linear.py times the pathological inputs at two sizes.
+# The two alternatives start with different characters ("!"/"[" or "*_`").
 _INLINE_MD = re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)|[*_`]+")
 
 
@@ -102,7 +105,8 @@ def _strip_inline_markdown(s: str) -> str:
 
 # --------------------------------------------------------------------------- markdown
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")  # anchored, one line at a time
+# [^<>]* stops at the next "<", where the next attempt starts: no character is read twice.
 _HTML_HEADING_OPEN = re.compile(r"<h([1-6])\b[^<>]*>", re.IGNORECASE)
 _SCRIPT_STYLE_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 # Only real HTML element names are stripped: docs are full of placeholders like <your_token>.
@@ -121,7 +125,9 @@ _BLOCK_TAG = re.compile(
 _URL = r"\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"  # one level of parentheses: wiki/Foo_(bar)
 _MD_IMAGE = re.compile(r"!\[([^\[\]]*)\]" + _URL)
 _MD_LINK = re.compile(r"\[([^\[\]]+)\]" + _URL)
+# Tags: [^<>]* cannot cross the "<" where the next attempt starts, so the text is read about once.
 _ANY_TAG = re.compile(rf"</?(?:{_TAG_NAMES})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+# Starts only at a newline; [ \t]* cannot cross one, so a failed attempt ends within its own line.
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
@@ -223,9 +229,14 @@ def _reduce_prose(segment: str) -> str:
 
 
 def strip_inline_html(md: str) -> str:
-    """Reduce HTML outside fenced code blocks and code spans; code is kept byte for byte."""
+    """Reduce HTML outside fenced code blocks and code spans; code is kept byte for byte.
+
+    A fenced block with nothing inside is dropped: it carries no content, and a file of backtick
+    lines (each pair an empty block) would otherwise become thousands of chunks of backticks.
+    """
     out: list[str] = []
     buf: list[str] = []
+    code: list[str] = []  # the open fence's lines, its opening line first
     fence: str | None = None
     for line in md.splitlines(keepends=True):
         m = _FENCE.match(line)
@@ -233,13 +244,17 @@ def strip_inline_html(md: str) -> str:
             out.append(_reduce_prose("".join(buf)))
             buf = []
             fence = m.group(1)[0] * len(m.group(1))
-            out.append(line)
+            code = [line]
         elif fence is not None:
-            out.append(line)
+            code.append(line)
             if line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
-                fence = None
+                if any(c.strip() for c in code[1:-1]):
+                    out.extend(code)
+                fence, code = None, []
         else:
             buf.append(line)
+    if any(c.strip() for c in code[1:]):  # a fence left open runs to the end of the file
+        out.extend(code)
     out.append(_reduce_prose("".join(buf)))
     return _BLANK_RUNS.sub("\n\n", "".join(out)).strip()
 
@@ -277,6 +292,7 @@ def _clean_html(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[
 
 # --------------------------------------------------------------------------- text, rst, pdf
 
+# Matched one line at a time; giving back repeated characters never helps "\s*$", so it is linear.
 _RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>])\1{2,}\s*$")
 
 

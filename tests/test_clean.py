@@ -296,6 +296,47 @@ def test_utf16_markdown_heading_is_recognised(tmp_path: Path) -> None:
     assert _paths(doc) == ["Überschrift"]
 
 
+# --------------------------------------------------------------------------- bad input
+
+# 1,289 characters without a space, as in the adversarial report: Chinese is written without spaces.
+CJK_PARAGRAPH = ("向量数据库把文本的含义存成向量，并按相似度检索最接近的段落。" * 45)[:1289]
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html"])
+def test_cjk_paragraph_is_kept_and_chunked(tmp_path: Path, suffix: str) -> None:
+    """A long Chinese paragraph is prose, not a blob: every character reaches the chunks."""
+    body = f"<p>{CJK_PARAGRAPH}</p>" if suffix == ".html" else CJK_PARAGRAPH
+    doc = _clean(tmp_path / f"zh{suffix}", f"# 向量\n\n{body}\n" if suffix != ".html" else body)
+    chunks = Chunker().split(doc)
+    joined = "".join(c.text for c in chunks).replace("\n", "")
+    for sentence in CJK_PARAGRAPH.split("。"):
+        assert sentence in joined
+    assert max(len(c.text) for c in chunks) <= 512
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html"])
+def test_a_long_line_of_one_letter_is_reported_not_chunked(tmp_path: Path, suffix: str) -> None:
+    """5 MB without a space is a blob: reported, where HTML gave one chunk per 461 characters (11,000)."""
+    run = "x" * (5 * 2**20)
+    with pytest.raises(LoadError, match=r"blob|no text"):
+        _clean(tmp_path / f"line{suffix}", f"<html><body><p>{run}</p></body></html>" if suffix == ".html" else run)
+
+
+def test_blob_inside_a_page_is_dropped_and_the_prose_kept(tmp_path: Path) -> None:
+    blob = "QUJD" * 50_000  # a base64 image pasted inline
+    doc = _clean(tmp_path / "p.html", f"<html><body><p>Vacuum reclaims space.</p><p>{blob}</p></body></html>")
+    assert doc.text == "Vacuum reclaims space."
+
+
+def test_backtick_fence_lines_do_not_become_chunks(tmp_path: Path) -> None:
+    """Lines of 80 backticks are empty fenced blocks, pair after pair: no content, no chunks."""
+    fences = ("`" * 80 + "\n") * 25_000
+    with pytest.raises(LoadError, match="no text"):
+        _clean(tmp_path / "fences.md", fences)
+    doc = _clean(tmp_path / "mixed.md", "# Title\n\nProse.\n\n" + fences + "```py\nx = 1\n```\n")
+    assert doc.text == "# Title\n\nProse.\n\n```py\nx = 1\n```"
+
+
 # --------------------------------------------------------------------------- real PostgreSQL pages
 
 PG_PAGES = ["sql-createindex.html", "sql-vacuum.html", "routine-vacuuming.html"]

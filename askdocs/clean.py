@@ -134,8 +134,18 @@ _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 Closer = Callable[[str], re.Pattern[str]]
 
 
-def _sub_spans(text: str, opener: re.Pattern[str], closer: Closer, repl: Callable[[str, str], str]) -> str:
+def _sub_spans(
+    text: str,
+    opener: re.Pattern[str],
+    closer: Closer,
+    repl: Callable[[str, str], str],
+    block_to_end: bool = False,
+) -> str:
     """Replace each span from ``opener`` to its closer; ``repl(key, inner)`` gives the new text.
+
+    With ``block_to_end``, an opener with no closer that starts a line (at most three spaces in) hides
+    the rest of the text, as CommonMark's HTML block does and every Markdown renderer shows it: an
+    unclosed ``<!--`` would otherwise turn a 1 MB file of ``<!-- x`` into 2,300 chunks of junk.
 
     The key is the opener's first group, lower-cased ("" without one); ``closer(key)`` matches the end
     of the span.  A lazy regex such as ``<!--.*?-->`` rescans the rest of the text from every opener
@@ -151,6 +161,11 @@ def _sub_spans(text: str, opener: re.Pattern[str], closer: Closer, repl: Callabl
         end = None if key in dead else closer(key).search(text, m.end())
         if end is None:
             dead.add(key)
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            if block_to_end and m.start() - line_start <= 3 and not text[line_start : m.start()].strip(" "):
+                out.append(text[pos : m.start()])
+                pos = len(text)
+                break
             out.append(text[pos : m.end()])
             pos = m.end()
             continue
@@ -178,7 +193,7 @@ def _reduce_html(segment: str) -> str:
     """Inline HTML in Markdown reduced to its text; table cells stay apart."""
     if "<" in segment:
         segment = _sub_spans(segment, _SCRIPT_STYLE_OPEN, _closing_tag, lambda k, inner: "")
-        segment = _sub_spans(segment, _COMMENT_OPEN, lambda k: _COMMENT_CLOSE, lambda k, inner: "")
+        segment = _sub_spans(segment, _COMMENT_OPEN, lambda k: _COMMENT_CLOSE, lambda k, inner: "", True)
         segment = _sub_spans(segment, _HTML_HEADING_OPEN, lambda k: _closing_tag(f"h{k}"), _heading)
     segment = _CELL_TAG.sub(" | ", segment)
     segment = _BLOCK_TAG.sub("\n", segment)
@@ -334,6 +349,9 @@ def _clean_pdf(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[s
     return raw.text, raw.pdf_title, sections, {"pages": len(starts)}
 
 
+# No letter or digit anywhere (``[^\W_]`` is a letter or digit in any script); one linear scan.
+_NO_WORDS = re.compile(r"[\W_]*")
+
 _CLEANERS: dict[str, Callable[[RawDocument], tuple[str, str | None, list[Section], dict[str, object]]]] = {
     "markdown": _clean_markdown,
     "html": _clean_html,
@@ -353,6 +371,8 @@ def clean(raw: RawDocument) -> Document:
         raise LoadError("document is nested too deeply to parse") from None
     if not text.strip():
         raise LoadError("no text left after cleaning")
+    if _NO_WORDS.fullmatch(text):
+        raise LoadError("no text left after cleaning: only punctuation and symbols, not a letter or digit")
     title = (title or "").strip() or PurePosixPath(raw.file.source).stem.replace("_", " ").replace("-", " ")
     return Document(
         source=raw.file.source,

@@ -289,6 +289,23 @@ def test_only_whitespace_after_cleaning_is_refused(tmp_path: Path) -> None:
         _clean(tmp_path / "fm.md", "---\ntitle: Nothing else\n---\n\n")
 
 
+def test_punctuation_soup_is_refused_like_an_empty_file(tmp_path: Path) -> None:
+    """A file of brackets and symbols only has nothing to search: it is reported, not made into junk chunks."""
+    with pytest.raises(LoadError, match="not a letter or digit"):
+        _clean(tmp_path / "soup.md", "[[[[((((\n" * 1000 + "}{!?--**\n")
+    assert "1" in _clean(tmp_path / "one.md", "[[[[((((\n" * 10 + "1\n").text  # one digit is text
+
+
+def test_unclosed_comment_opening_a_line_hides_the_rest(tmp_path: Path) -> None:
+    """CommonMark: an HTML block opened by ``<!--`` runs to ``-->`` or the end, as renderers show it."""
+    doc = _clean(tmp_path / "c.md", "# Kept\n\nVisible words.\n\n<!-- draft x\n" + "<!-- x " * 1000 + "\n")
+    assert "Visible words." in doc.text and "draft" not in doc.text and "x" not in doc.text.split("words.")[1]
+    with pytest.raises(LoadError, match="no text"):
+        _clean(tmp_path / "all.md", "<!-- x " * 1000)
+    # mid-line, an unclosed opener is literal text (CommonMark inline HTML needs its closer)
+    assert "a <!-- b" in _clean(tmp_path / "inline.md", "Text a <!-- b and more.\n").text
+
+
 def test_utf16_markdown_heading_is_recognised(tmp_path: Path) -> None:
     """An encoding mark must not change what the first line means."""
     doc = _clean(tmp_path / "u16.md", b"\xff\xfe" + "# Überschrift\n\nText.\n".encode("utf-16-le"))

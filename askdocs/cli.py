@@ -562,9 +562,10 @@ def serve(*, settings: Settings) -> None:
     import uvicorn
 
     from askdocs.server import create_app
+    from askdocs.server.app import uvicorn_config
 
     app_ = create_app(settings)
-    config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    config = uvicorn_config(app_, settings)
     server = uvicorn.Server(config)
     original_startup = server.startup
 

@@ -166,6 +166,16 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+    max_form_fields: int = Field(16, ge=0, description="askdocs serve: most non-file fields in an upload form.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="askdocs serve: largest request body other than an upload (JSON)."
+    )
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="askdocs serve: largest request head (headers).")
+    max_question_chars: int = Field(
+        8000, ge=1, description="askdocs serve: longest question, search query or chat message, in characters."
+    )
+    max_messages: int = Field(64, ge=1, description="askdocs serve: most messages in one chat request (history).")
+    max_tokens_limit: int = Field(4096, ge=1, description="askdocs serve: the largest max_tokens a client may ask for.")
 
     @field_validator("chunk_overlap")
     @classmethod

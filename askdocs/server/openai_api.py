@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from askdocs.server.guards import public
+from askdocs.server.guards import check_chat, public
 from askdocs.server.protocol import ChatRequest, OpenAIChunks, RetrievalOptions, chat_history, completion, stream_answer
 from askdocs.server.service import Service, get_service
 
@@ -37,6 +37,8 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     Client system messages are ignored: askdocs's own system prompt keeps answers grounded.  The
     sources come back in an extra top-level ``sources`` field (and in the final stream chunk).
     """
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    check_chat(s.settings, [(f"messages.{i}.content", m.text()) for i, m in enumerate(req.messages)], max_tokens)
     collection, answerer = s.answerer(req.model)
     turns = chat_history(req.messages)
     if not turns or turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
@@ -44,7 +46,7 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     params = answerer.params(
         temperature=req.temperature,
         top_p=req.top_p,
-        max_tokens=req.max_completion_tokens or req.max_tokens,
+        max_tokens=max_tokens,
         seed=req.seed,
     )
     options = (req.askdocs or RetrievalOptions()).search_options()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette.sse import EventSourceResponse
 
 from askdocs.answer import Answer, Prepared
@@ -28,13 +28,36 @@ Event = dict[str, str]
 # --------------------------------------------------------------------------- requests
 
 
+def _encodable(value: str) -> str:
+    """A lone surrogate (``"\\ud800"`` is valid JSON) cannot be tokenized or stored: refuse it here, as 400."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text contains a lone UTF-16 surrogate; send valid Unicode") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+# The OS's own limit (PATH_MAX); longer paths could only fail, after costing a filesystem call.
+ServerPath = Annotated[Text, Field(min_length=1, max_length=4096)]
+
+
+class ContentPart(BaseModel):
+    """An OpenAI content part: ``text`` parts carry a string; other kinds (images) are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: StrictStr
+    text: Text | None = None
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = ""
+    content: Text | list[ContentPart] | None = ""
 
     def text(self) -> str:
         if isinstance(self.content, list):  # OpenAI content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 
@@ -71,18 +94,18 @@ class ChatRequest(BaseModel):
 
 
 class AskRequest(RetrievalOptions):
-    question: str = Field(min_length=1, max_length=8000)
+    question: Text = Field(min_length=1)
     history: list[ChatMessage] = Field(default_factory=list)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
 
 
 class SearchRequest(RetrievalOptions):
-    query: str = Field(min_length=1, max_length=8000)
+    query: Text = Field(min_length=1)
 
 
 class PathsRequest(BaseModel):
-    paths: list[str] = Field(min_length=1, max_length=1000)
+    paths: list[ServerPath] = Field(min_length=1, max_length=1000)
 
 
 # --------------------------------------------------------------------------- responses

@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         8000, ge=1, description="askdocs serve: longest question, search query or chat message, in characters."
     )
     max_messages: int = Field(64, ge=1, description="askdocs serve: most messages in one chat request (history).")
+    max_pending_answers: int = Field(
+        8, ge=1, description="askdocs serve: answers queued or generating at once; more get 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="askdocs serve: longest an answer may take; then it stops (504 or an error event)."
+    )
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="askdocs serve: on SIGTERM, how long running requests get before they are cancelled."
+    )
     max_tokens_limit: int = Field(4096, ge=1, description="askdocs serve: the largest max_tokens a client may ask for.")
 
     @field_validator("chunk_overlap")

@@ -270,3 +270,57 @@ def test_metric_labels_stay_bounded(http: httpx.Client) -> None:
     assert not any("X0METHOD" in line or "random-" in line for line in lines), lines
     assert any('method="other"' in line for line in lines)
     assert len({json.dumps(line.split("}")[0]) for line in lines}) < 20
+
+
+@pytest.fixture
+def busy_server(settings: Settings, embedder, local_llm) -> Iterator[tuple[str, object]]:
+    """A server that admits one answer at a time and lets a client ask for long ones."""
+    tight = settings.model_copy(update={"max_pending_answers": 1, "max_tokens_limit": 4000})
+    app = create_app(tight, generator=local_llm, embedder=embedder)
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, tight, host="127.0.0.1", port=port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(30)
+
+
+LONG = {"question": "Write a very long essay about VACUUM, locks and tables.", "max_tokens": 4000}
+
+
+def test_backpressure_then_cancellation_on_disconnect(busy_server, local_llm) -> None:
+    """F5: a full server says 503 + Retry-After at once (others are still served), and a client that
+    goes away stops its generation: the model is free again within seconds, not after 4,000 tokens."""
+    url, app = busy_server
+    service = app.state.service
+    with httpx.Client(base_url=url, timeout=60) as first, first.stream("POST", "/api/ask", json=LONG) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        while not next(lines).startswith("event: token"):
+            pass
+        with httpx.Client(base_url=url, timeout=30) as other:
+            t = time.monotonic()
+            busy = other.post("/api/ask", json={"question": "x"})
+            assert time.monotonic() - t < 10
+            one_error(busy, 503)
+            assert busy.headers["retry-after"]
+            chat_busy = other.post("/v1/chat/completions", json=chat([USER]))
+            one_error(chat_busy, 503)
+            assert other.post("/api/search", json={"query": "vacuum", "k": 1}).status_code == 200
+        assert service.in_flight == 1
+    # the client has closed its stream: the generation must stop and the slot come back
+    deadline = time.monotonic() + 30
+    while service.in_flight or service.streams:
+        assert time.monotonic() < deadline, (service.in_flight, len(service.streams))
+        time.sleep(0.2)
+    assert local_llm._lock.acquire(timeout=15), "the model is still generating for a client that has gone"
+    local_llm._lock.release()
+    with httpx.Client(base_url=url, timeout=120) as again:
+        r = again.post("/v1/chat/completions", json=chat([USER], max_tokens=4))
+        assert r.status_code == 200, r.text
+    assert service.in_flight == 0

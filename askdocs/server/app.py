@@ -134,6 +134,9 @@ def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> Any:
         "access_log": False,
         "http": "h11",
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # SIGTERM: stop accepting, give running requests the grace, then cancel them (their generation
+        # stops with them); without it a streaming answer held the server for minutes.
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
     }
     return uvicorn.Config(app, **{**options, **overrides})
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -50,9 +51,20 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
         seed=req.seed,
     )
     options = (req.askdocs or RetrievalOptions()).search_options()
-    prep = await run_in_threadpool(s.prepare, collection, turns[-1]["content"], turns[:-1], params, options)
-    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    if not req.stream:
-        return completion(rid, created, collection, await s.answer(collection, prep, params))
+    slot = s.admit()
+    try:
+        prep = await run_in_threadpool(s.prepare, collection, turns[-1]["content"], turns[:-1], params, options)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not req.stream:
+            try:
+                answer = await asyncio.wait_for(s.answer(collection, prep, params), s.settings.request_timeout_s)
+            except TimeoutError:
+                raise HTTPException(504, f"timed out after {s.settings.request_timeout_s:g} s") from None
+            finally:
+                slot.release()
+            return completion(rid, created, collection, answer)
+    except BaseException:
+        slot.release()
+        raise
     fmt = OpenAIChunks(rid, created, collection)
-    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings))
+    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings), slot)

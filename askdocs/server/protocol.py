@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from askdocs.answer import Answer, Prepared
 from askdocs.config import SearchMode
@@ -21,7 +23,7 @@ from askdocs.retrieve import Condition, SearchOptions, filter_expression
 
 if TYPE_CHECKING:
     from askdocs.generate import SamplingParams
-    from askdocs.server.service import Service
+    from askdocs.server.service import Service, Slot
 
 Event = dict[str, str]
 
@@ -210,28 +212,40 @@ def stream_answer(
     params: SamplingParams,
     fmt: StreamFormat,
     public: Callable[[str], str],
+    slot: Slot,
 ) -> EventSourceResponse:
     """The one streaming loop: the format's start, the pieces as the generator writes them, then its end.
 
     The status line has gone out with the first event, so a failure after it is an ``error`` event
-    (its message made ``public``), not an HTTP status.
+    (its message made ``public``), not an HTTP status.  When the client goes away the loop is
+    cancelled and closing ``s.stream`` stops the generation; ``request_timeout_s`` ends it likewise.
+    The admission ``slot`` is released however the stream ends.
     """
 
     async def events() -> AsyncIterator[Event]:
-        for e in fmt.start(prep):
-            yield e
-        answer = None
+        deadline = time.monotonic() + s.settings.request_timeout_s
+        pieces = s.stream(collection, prep, params)
         try:
-            async for piece, final in s.stream(collection, prep, params):
-                if final is not None:
-                    answer = final
-                elif piece:
-                    yield fmt.piece(piece)
-        except AskdocsError as e:
-            yield fmt.error(public(str(e)))
-            return
-        assert answer is not None
-        for e in fmt.done(answer):
-            yield e
+            for e in fmt.start(prep):
+                yield e
+            answer = None
+            try:
+                async for piece, final in pieces:
+                    if final is not None:
+                        answer = final
+                    elif piece:
+                        yield fmt.piece(piece)
+                    if time.monotonic() > deadline:
+                        yield fmt.error(f"timed out after {s.settings.request_timeout_s:g} s (request_timeout_s)")
+                        return
+            except AskdocsError as e:
+                yield fmt.error(public(str(e)))
+                return
+            assert answer is not None
+            for e in fmt.done(answer):
+                yield e
+        finally:
+            await pieces.aclose()
+            slot.release()
 
-    return EventSourceResponse(events(), ping=15)
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(slot.release))

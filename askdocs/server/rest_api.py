@@ -45,8 +45,13 @@ async def ask(req: AskRequest, s: Service = Depends(get_service)) -> EventSource
     collection = s.settings.collection
     params = s.answerers[collection].params(max_tokens=req.max_tokens, temperature=req.temperature)
     history = chat_history(req.history)
-    prep = await run_in_threadpool(s.prepare, collection, req.question, history, params, req.search_options())
-    return stream_answer(s, collection, prep, params, AskEvents(), lambda m: public(m, s.settings))
+    slot = s.admit()
+    try:
+        prep = await run_in_threadpool(s.prepare, collection, req.question, history, params, req.search_options())
+    except BaseException:
+        slot.release()
+        raise
+    return stream_answer(s, collection, prep, params, AskEvents(), lambda m: public(m, s.settings), slot)
 
 
 @router.get("/documents")

@@ -273,9 +273,12 @@ def test_metric_labels_stay_bounded(http: httpx.Client) -> None:
 
 
 @pytest.fixture
-def busy_server(settings: Settings, embedder, local_llm) -> Iterator[tuple[str, object]]:
+def busy_server(
+    request: pytest.FixtureRequest, settings: Settings, embedder, local_llm
+) -> Iterator[tuple[str, object]]:
     """A server that admits one answer at a time and lets a client ask for long ones."""
-    tight = settings.model_copy(update={"max_pending_answers": 1, "max_tokens_limit": 4000})
+    update = {"max_pending_answers": 1, "max_tokens_limit": 4000, **getattr(request, "param", {})}
+    tight = settings.model_copy(update=update)
     app = create_app(tight, generator=local_llm, embedder=embedder)
     port = free_port()
     server = uvicorn.Server(uvicorn_config(app, tight, host="127.0.0.1", port=port))
@@ -324,3 +327,23 @@ def test_backpressure_then_cancellation_on_disconnect(busy_server, local_llm) ->
         r = again.post("/v1/chat/completions", json=chat([USER], max_tokens=4))
         assert r.status_code == 200, r.text
     assert service.in_flight == 0
+
+
+@pytest.mark.parametrize("busy_server", [{"request_timeout_s": 2.0, "max_pending_answers": 2}], indirect=True)
+def test_request_timeout_ends_an_answer(busy_server, local_llm) -> None:
+    """An answer past request_timeout_s ends: 504 when whole, an error event when streaming; the model is freed."""
+    url, app = busy_server
+    with httpx.Client(base_url=url, timeout=120) as c:
+        t = time.monotonic()
+        r = c.post("/v1/chat/completions", json=chat([USER], max_tokens=4000))
+        assert "timed out" in one_error(r, 504)["message"]
+        with c.stream("POST", "/api/ask", json=LONG) as s:
+            text = "".join(s.iter_text())
+        assert "event: error" in text and "timed out" in text and "event: done" not in text
+        assert time.monotonic() - t < 60
+    deadline = time.monotonic() + 30
+    while app.state.service.in_flight:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert local_llm._lock.acquire(timeout=60)
+    local_llm._lock.release()

@@ -64,6 +64,11 @@ def search_text(title: str, section: str, text: str, trail: str = "") -> str:
     return f"{context_path(title, section, trail)}\n\n{text}"
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a letter or digit in any script (``str.isalnum`` covers CJK, Cyrillic, ...)."""
+    return any(c.isalnum() for c in text)
+
+
 def chunk_id(source: str, doc_hash: str, index: int) -> str:
     """Deterministic primary key: the same file version always yields the same ids."""
     return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
@@ -137,7 +142,9 @@ class Chunker:
         pieces: list[tuple[str, int, str]] = []  # (text, absolute start, section path)
         for seg in self._segments(doc):
             body = doc.text[seg.start : seg.end]
-            parts = [p for p in self._splitter.create_documents([body]) if p.page_content.strip()]
+            # A piece with no letter or digit (bracket or punctuation soup) can answer nothing and
+            # only crowds the index: a 1 MB soup file made 2,622 such chunks.
+            parts = [p for p in self._splitter.create_documents([body]) if has_words(p.page_content)]
             for n, part in enumerate(parts):
                 # A heading split off from its first paragraph says nothing on its own: the section
                 # path of the next chunk already carries it.

@@ -291,7 +291,17 @@ class _RichProgress:
 
     def failed(self, path: str, reason: str) -> None:
         if self.enabled:
-            err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+            err.print(f"[yellow]skipped[/] {_shown(path)}: {_shown(reason)}", highlight=False)
+
+
+def _shown(text: str) -> str:
+    """A path or reason safe to print on one line: control characters (a newline in a file name)
+    and undecodable bytes escaped as in a Python string, rich markup ("[bold]") escaped."""
+    from rich.markup import escape
+
+    return escape(
+        "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+    )
 
 
 @app.command()
@@ -321,7 +331,7 @@ def ingest(
     else:
         if not quiet and not err.is_terminal:
             for path, reason in report.failures:
-                err.print(f"skipped {path}: {reason}", highlight=False)
+                err.print(f"skipped {_shown(path)}: {_shown(reason)}", highlight=False)
         if not quiet:
             err.print(report.summary(), highlight=False)
     if report.failed and not (report.added or report.updated or report.unchanged):
@@ -579,9 +589,10 @@ def serve(*, settings: Settings) -> None:
     import uvicorn
 
     from askdocs.server import create_app
+    from askdocs.server.app import uvicorn_config
 
     app_ = create_app(settings)
-    config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    config = uvicorn_config(app_, settings)
     server = uvicorn.Server(config)
     original_startup = server.startup
 

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
     chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    pdf_max_inflated_mb: float = Field(
+        128,
+        gt=0,
+        description="A PDF whose page contents inflate past this in total is reported, not parsed (a bomb).",
+    )
 
     # --- retrieval ---------------------------------------------------------
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")
@@ -200,6 +205,25 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+    max_form_fields: int = Field(16, ge=0, description="askdocs serve: most non-file fields in an upload form.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="askdocs serve: largest request body other than an upload (JSON)."
+    )
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="askdocs serve: largest request head (headers).")
+    max_question_chars: int = Field(
+        8000, ge=1, description="askdocs serve: longest question, search query or chat message, in characters."
+    )
+    max_messages: int = Field(64, ge=1, description="askdocs serve: most messages in one chat request (history).")
+    max_pending_answers: int = Field(
+        8, ge=1, description="askdocs serve: answers queued or generating at once; more get 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="askdocs serve: longest an answer may take; then it stops (504 or an error event)."
+    )
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="askdocs serve: on SIGTERM, how long running requests get before they are cancelled."
+    )
+    max_tokens_limit: int = Field(4096, ge=1, description="askdocs serve: the largest max_tokens a client may ask for.")
 
     @field_validator("embed_url", mode="before")
     @classmethod

@@ -288,3 +288,14 @@ def test_search_text_is_context_then_text(tmp_path: Path) -> None:
     other = _md(tmp_path, "---\ntitle: User Guide\n---\n\n# Install\n\nSteps.\n", name="u.md")
     (chunk,) = Chunker().split(other)
     assert chunk.search_text == "User Guide > Install\n\n# Install\n\nSteps."
+
+
+def test_chunks_without_a_letter_or_digit_are_dropped() -> None:
+    """Bracket soup beside prose: the prose is chunked, the soup (1 MB made 2,622 chunks) is not."""
+    soup = "\n\n".join(["[[[[((((" * 60] * 200)
+    doc = _doc("Pangolins eat ants and termites.\n\n" + soup + "\n\nВодород — 水素 1.\n")
+    chunks = Chunker().split(doc)
+    assert chunks and all(any(c.isalnum() for c in ch.text) for ch in chunks)
+    assert len(chunks) <= 3, [ch.text[:40] for ch in chunks]
+    joined = " ".join(ch.text for ch in chunks)
+    assert "Pangolins" in joined and "水素" in joined

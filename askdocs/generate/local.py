@@ -175,6 +175,14 @@ class LocalGenerator(BaseGenerator):
         self._check_fits(len(ids), params)
 
         def pieces(ts: TokenStream) -> Iterator[str]:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class Cancelled(StoppingCriteria):
+                """Stops ``generate`` at the next token once the reader has gone (``TokenStream.cancel``)."""
+
+                def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+                    return torch.full((input_ids.shape[0],), ts.cancelled.is_set(), dtype=torch.bool)
+
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             counted: dict[str, int] = {}
             error: list[BaseException] = []
@@ -182,8 +190,14 @@ class LocalGenerator(BaseGenerator):
             def run() -> None:
                 try:
                     with self._lock, torch.inference_mode():
+                        if ts.cancelled.is_set():  # gone while waiting for the model: never start
+                            streamer.end()
+                            return
                         out = self.model.generate(
-                            input_ids=torch.tensor([ids]), streamer=streamer, **self._kwargs(params)
+                            input_ids=torch.tensor([ids]),
+                            streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                            **self._kwargs(params),
                         )
                     counted["completion"] = out.shape[1] - len(ids)
                 except BaseException as e:  # surfaced in the consuming thread below

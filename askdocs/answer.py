@@ -208,6 +208,12 @@ class Answerer:
             out.append(prep)
         return out
 
+    def known_words(self, words: Sequence[str]) -> list[bool]:
+        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough."""
+        if not words or not self.index.store.supports_bm25:
+            return [True] * len(words)
+        return [bool(hs) for hs in self.index.search_many(list(words), 1, "bm25")]
+
     def _ground(self, prep: Prepared) -> None:
         """Score the retrieved sentences; refuse when they do not answer; hand an extractive backend its quotes."""
         extract = getattr(self.generator, "messages_for", None)
@@ -215,7 +221,7 @@ class Answerer:
             return
         t0 = time.perf_counter()
         embedder = self.index.embedder() if prep.prompt.hits else None
-        ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder)
+        ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
         prep.evidence = ev
         refuse = self.settings.refuse and refusal.should_refuse(ev, self.settings.refuse_below)
         if refuse or (extract and not ev.units):  # nothing to quote is nothing to answer

@@ -15,7 +15,8 @@ costs one forward pass over ~20-40 short sentences per question.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,11 @@ from rank_bm25 import BM25Okapi
 
 from askdocs import sentences
 from askdocs.store import Hit
+from askdocs.support import STOP_WORDS as _STOP
 from askdocs.support import content_words, terms
+
+Known = Callable[[Sequence[str]], list[bool]]
+"""Words in, whether the corpus contains each (``Answerer`` asks Milvus's BM25 index)."""
 
 BM25_WEIGHT = 0.5
 MIN_NEW_WORDS = 3
@@ -64,19 +69,43 @@ def informative(u: Scored, question_words: set[str]) -> bool:
     return len(content_words(u.text) - question_words) >= MIN_NEW_WORDS
 
 
-def features(question: str, hits: Sequence[Hit], units: Sequence[Scored]) -> dict[str, float]:
-    """What the refusal rule reads: how close the best hit and the best sentence are to the question, and
-    how much of the question's vocabulary the retrieved text contains at all."""
+def rare_words(question: str, pieces: Callable[[str], int] | None = None) -> list[str]:
+    """The question's words that name things rather than say things, lower-cased: words with a digit or
+    ``_``, and words the embedding model's tokenizer does not know whole (``pieces(word) > 1``: "datadog",
+    "pgvector"); ordinary English words ("mean", "install") are in its vocabulary, and a small corpus may well
+    lack them without lacking the answer."""
+    words = {w for w in re.findall(r"[A-Za-z][A-Za-z0-9_]{3,}", question) if w.lower() not in _STOP}
+    out = set()
+    for w in words:
+        if "_" in w or any(c.isdigit() for c in w) or (pieces is not None and pieces(w.lower()) > 1):
+            out.add(w.lower())
+    return sorted(out)
+
+
+def features(
+    question: str,
+    hits: Sequence[Hit],
+    units: Sequence[Scored],
+    known: Known | None = None,
+    pieces: Callable[[str], int] | None = None,
+) -> dict[str, float]:
+    """What the refusal rule reads: how close the best hit and the best sentence are to the question, how
+    much of the question's vocabulary the retrieved text contains, and how many of its words the whole
+    corpus never uses (``known`` asks the BM25 index; an unanswerable question often names something the
+    documents never mention: Datadog, pgvector)."""
     words = content_words(question)
     found = content_words(" ".join(f"{h.title} {h.section} {h.text}" for h in hits))
+    rare = rare_words(question, pieces)
+    unknown = sum(not k for k in known(rare)) if known is not None and rare else 0
     return {
+        "unknown": float(unknown),
         "top_hit": max((h.score for h in hits), default=0.0),
         "best_dense": max((u.dense for u in units if informative(u, words)), default=0.0),
         "coverage": len(words & found) / len(words) if words else 1.0,
     }
 
 
-def gather(question: str, hits: Sequence[Hit], embedder: object | None) -> Evidence:
+def gather(question: str, hits: Sequence[Hit], embedder: object | None, known: Known | None = None) -> Evidence:
     """Score every unit of ``hits`` (in prompt order: ``hits[i]`` is [i + 1]) against ``question``."""
     raw: list[tuple[int, sentences.Span, Hit]] = []
     for i, hit in enumerate(hits):
@@ -84,8 +113,9 @@ def gather(question: str, hits: Sequence[Hit], embedder: object | None) -> Evide
             if span.end - span.start <= MAX_UNIT_CHARS:
                 raw.append((i + 1, span, hit))
     if not raw:
-        return Evidence(question, [], features(question, hits, []))
+        return Evidence(question, [], features(question, hits, [], known))
     texts = [span.of(hit.text) for _, span, hit in raw]
+    pieces = embedder.tokenizer_length() if embedder is not None else None  # type: ignore[attr-defined]
     if embedder is not None:
         q = embedder.embed_queries([question])[0]  # type: ignore[attr-defined]
         docs = embedder.embed_documents(  # type: ignore[attr-defined]
@@ -104,4 +134,4 @@ def gather(question: str, hits: Sequence[Hit], embedder: object | None) -> Evide
         Scored(n, t, span.kind, span.start, float(d), float(b))
         for (n, span, _), t, d, b in zip(raw, texts, dense, bm, strict=True)
     ]
-    return Evidence(question, units, features(question, hits, units))
+    return Evidence(question, units, features(question, hits, units, known, pieces))

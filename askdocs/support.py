@@ -37,7 +37,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.-][A-Za-z0-9_]+)*")
 _TICK = re.compile(r"`([^`\n]{1,80})`")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_STOP = frozenset(ENGLISH_STOP_WORDS) | {"use", "used", "using", "can", "also", "does", "like", "may"}
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"use", "used", "using", "can", "also", "does", "like", "may"}
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 """Texts in, L2-normalised vectors out (``Embedder.embed_documents``)."""
@@ -77,7 +77,7 @@ def identifiers(text: str) -> set[str]:
 def content_words(text: str) -> set[str]:
     """Lower-cased words of 3+ letters that are not stop words, cut to a 5-letter stem; CJK characters."""
     words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9_]{2,}", text)}
-    out = {w[:5] for w in words if w not in _STOP}
+    out = {w[:5] for w in words if w not in STOP_WORDS}
     out |= set(_CJK.findall(text))
     return out
 
@@ -85,7 +85,7 @@ def content_words(text: str) -> set[str]:
 def terms(text: str) -> list[str]:
     """BM25 terms: content-word stems, and CJK characters with their bigrams (CJK has no spaces)."""
     words = [w.lower()[:5] for w in re.findall(r"[A-Za-z0-9_]+", text)]
-    out = [w for w in words if w not in _STOP and len(w) > 1]
+    out = [w for w in words if w not in STOP_WORDS and len(w) > 1]
     for run in re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+", text):
         out.extend(run)
         out.extend(run[i : i + 2] for i in range(len(run) - 1))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from askdocs import evidence as evidence_mod
-from askdocs import refusal, support
+from askdocs import followup, refusal, support
 from askdocs.config import SearchMode, Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
@@ -288,17 +288,24 @@ class Answerer:
         question: str,
         generate: Callable[[Sequence[Message], SamplingParams], Generation] | None = None,
     ) -> str:
-        """A follow-up made standalone by the LLM, so retrieval sees what the user means.
+        """A follow-up made standalone, so retrieval sees what the user means.
 
-        ``generate`` lets the server route the call through its micro-batcher.
+        A capable LLM rewrites it; its rewrite is kept only if it passes ``followup.sane`` (a 135M model
+        answers "What a great question!").  Without an LLM that can (extractive, none) or when the check
+        fails, the follow-up gets the earlier question's key terms (``followup.by_keywords``), which cannot
+        go wrong the same way.  ``generate`` lets the server route the call through its micro-batcher.
         """
-        if not history or isinstance(self.generator, NoGenerator):
+        if not history:
             return question
+        fallback = followup.by_keywords(history, question)
+        if isinstance(self.generator, NoGenerator) or not getattr(self.generator, "can_rewrite", True):
+            return fallback
         params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=64, seed=self.settings.seed)
         messages = rewrite_messages(history, question)
         gen = generate(messages, params) if generate else self.generator.generate([messages], params)[0]
         text = gen.text.strip().strip('"')
-        return (text.splitlines()[0].strip() if text else "") or question
+        text = text.splitlines()[0].strip() if text else ""
+        return text if followup.sane(text, history, question) else fallback
 
     def recent(self, history: Sequence[Message]) -> list[Message]:
         """The chat turns kept in the prompt (then trimmed further to fit the window)."""

@@ -562,6 +562,7 @@ def create_app(
                 {},
                 _finish_reason(answer),
                 sources=[source_dict(c, cited) for c in answer.contexts],
+                sentences=[c.to_dict() for c in answer.sentences],
                 usage=_usage(answer),
             )
             yield {"data": "[DONE]"}
@@ -676,6 +677,8 @@ def create_app(
 
 
 async def _generate(s: Service, prep: Prepared, params: SamplingParams) -> Generation:
+    if prep.refusal is not None:  # refused before generation: the generator is not called
+        return Generation(prep.refusal, finish_reason="refused")
     if isinstance(s.generator, NoGenerator):
         return Generation("")
     if s.batcher is not None:
@@ -688,7 +691,7 @@ async def _stream(
 ) -> AsyncIterator[tuple[str, Answer | None]]:
     """(piece, None) while the answer is written, then ("", answer)."""
     t0 = time.perf_counter()
-    if isinstance(s.generator, NoGenerator) or not s.stream_tokens:
+    if isinstance(s.generator, NoGenerator) or not s.stream_tokens or prep.refusal is not None:
         gen = await _generate(s, prep, params)
         yield gen.text, None
     else:
@@ -734,6 +737,7 @@ def _completion(rid: str, created: int, model: str, answer: Answer) -> dict[str,
         ],
         "usage": _usage(answer),
         "sources": [source_dict(c, cited) for c in answer.contexts],
+        "sentences": [c.to_dict() for c in answer.sentences],
     }
 
 

@@ -220,3 +220,53 @@ def test_cli_extractive_json(slice_db: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     assert obj["citations"] and obj["sentences"] and all(s["supported"] for s in obj["sentences"])
+
+
+# --------------------------------------------------------------------------- chat follow-ups and the server
+
+
+def test_follow_up_keeps_the_subject_without_a_capable_llm(index: Index) -> None:
+    """A scripted conversation: the follow-up's search query carries the new subject and the old question."""
+    answerer = Answerer(index, ExtractiveGenerator())
+    first = answerer.stream("What do the parameters of HNSW mean?").result()
+    history = [
+        {"role": "user", "content": first.question},
+        {"role": "assistant", "content": first.answer},
+    ]
+    follow = answerer.stream("and what about IVF_FLAT?", history=history).result()
+    assert follow.query == "and what about IVF_FLAT? parameters HNSW"
+    assert any("IVF_FLAT" in c.text for c in follow.contexts)
+    assert all(s.supported for s in follow.sentences)
+
+
+def test_llm_rewrite_kept_only_when_sane() -> None:
+    from askdocs.followup import sane
+
+    history = [{"role": "user", "content": "What is HNSW?"}, {"role": "assistant", "content": "A graph index [1]."}]
+    assert not sane("What a great question!", history, "and what about IVF_FLAT?")
+    assert not sane("How do I bake bread?", history, "and what about IVF_FLAT?")
+    assert sane("What is IVF_FLAT?", history, "and what about IVF_FLAT?")
+
+
+def test_server_extractive_answers_refuses_and_flags_sentences(slice_db: str, embedder: Embedder) -> None:
+    import httpx
+    from test_server import Running, free_port
+
+    from askdocs.config import Settings
+    from askdocs.server import create_app
+
+    settings = Settings(milvus_uri=slice_db, top_k=4, llm_backend="extractive")
+    app = create_app(settings, generator=ExtractiveGenerator(), embedder=embedder)
+    with Running(app, free_port()) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        body = {"model": "askdocs", "messages": [{"role": "user", "content": "How do I install Milvus Lite?"}]}
+        r = http.post("/v1/chat/completions", json=body).json()
+        assert "[" in r["choices"][0]["message"]["content"]
+        assert r["sentences"] and all(s["supported"] for s in r["sentences"])
+        assert any(s["cited"] for s in r["sources"])
+        body["messages"][0]["content"] = "Can Milvus export its metrics directly to Datadog?"
+        r = http.post("/v1/chat/completions", json=body).json()
+        assert r["choices"][0]["message"]["content"] == REFUSAL
+        with http.stream("POST", "/api/ask", json={"question": "How much memory does GPU_CAGRA use?"}) as s:
+            events = [line for line in s.iter_lines() if line.startswith("data:")]
+        done = json.loads(events[-1][5:])
+        assert done["citations"] and all(x["supported"] for x in done["sentences"])

@@ -52,14 +52,17 @@ def vllm_installed() -> bool:
 
 
 def resolve_backend(settings: Settings) -> str:
-    """``auto`` made concrete: a server if one is named, vLLM on a GPU, else the packaged CPU model."""
+    """``auto`` made concrete: a server if one is named, vLLM on a GPU, else extractive answers.
+
+    On a CPU the packaged SmolLM2-135M invents names and loops; the extractive backend quotes the documents
+    and scored higher on key facts and support on both dev sets (benchmarks/results/answers.md)."""
     if settings.llm_backend != "auto":
         return settings.llm_backend
     if settings.llm_url:
         return "openai"
     if vllm_installed() and _cuda_available():
         return "vllm"
-    return "local"
+    return "extractive"
 
 
 def default_max_model_len(settings: Settings) -> int:

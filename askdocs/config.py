@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 SearchMode = Literal["dense", "bm25", "hybrid"]
 LLMBackend = Literal["auto", "vllm", "openai", "local", "extractive", "none"]
 #: calibrated on the four dev sets by benchmarks/answers.py (see benchmarks/results/answers.md)
-REFUSE_BELOW = 0.9
+REFUSE_BELOW = 1.0
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 

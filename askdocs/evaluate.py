@@ -17,6 +17,8 @@ no paraphrase credit).  A refusal is detected by ``askdocs.answer.is_refusal`` (
 a regex for the prompt's "The documents do not contain the answer." and its usual paraphrases
 ("does not mention/provide/say", "no information", "not mentioned in").  Refusal accuracy is the
 share of unanswerable questions refused; false refusals the share of answerable ones refused.
+Support is the share of all answer sentences that the chunk they cite supports (``askdocs.support``: a
+sentence citing nothing counts as unsupported, the refusal sentence as supported).
 Citation precision is, over answerable answers that cite at least one [n], the share of cited
 sources that are gold.  Latency is the whole ``Answer.timings`` sum (embed, search, rerank, prompt,
 generate) per question; questions are answered one by one unless ``batch`` so it is per answer.

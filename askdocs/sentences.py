@@ -72,6 +72,13 @@ def split(text: str) -> list[Span]:
     out: list[Span] = []
     i = 0
     para: tuple[int, int] | None = None
+    fences = [k for k, (a, b) in enumerate(lines) if _FENCE.match(text[a:b])]
+    if len(fences) % 2 and text[lines[fences[0]][0] : lines[fences[0]][1]].strip() in ("```", "~~~"):
+        # the chunk begins inside a code block (its opening fence is in the previous chunk): up to the
+        # closing fence is a fragment, not prose and not the start of a new block
+        k = fences[0]
+        out.append(Span(lines[0][0], lines[k][1], "fragment"))
+        i = k + 1
 
     def flush() -> None:
         nonlocal para
@@ -126,6 +133,8 @@ def split(text: str) -> list[Span]:
         para = (para[0], b) if para is not None else (a, b)
         i += 1
     flush()
+    if out and out[0].kind == "sentence" and out[0].start == 0 and text[:1].islower():
+        out[0] = Span(out[0].start, out[0].end, "fragment")  # the chunk starts mid-sentence (overlap)
     return out
 
 

@@ -34,8 +34,8 @@ from askdocs.generate.base import Generation  # noqa: E402
 
 MAX_FALSE_REFUSALS = 0.10
 LOCAL_VARIANTS: dict[str, dict[str, Any]] = {
-    # the shipped default before this benchmark: sampling at 0.2, light repetition penalty, long answers
-    "local sample t=0.2 rp1.1 512": {"temperature": 0.2, "rp": 1.1, "ngram": 0, "max_tokens": 512},
+    # the shipped decoding (sampling at 0.2, light repetition penalty), answers capped at 256 tokens here
+    "local sample t=0.2 rp1.1 256": {"temperature": 0.2, "rp": 1.1, "ngram": 0, "max_tokens": 256},
     "local greedy rp1.1 no-repeat-4 160": {"temperature": 0.0, "rp": 1.1, "ngram": 4, "max_tokens": 160},
     "local greedy rp1.3 96": {"temperature": 0.0, "rp": 1.3, "ngram": 0, "max_tokens": 96},
 }
@@ -224,7 +224,8 @@ def render(res: dict[str, Any]) -> str:
         "`*-dev-unanswerable.jsonl`), collections built with the default settings, top_k 5, hybrid search.",
         "Measured on a shared 2-core CPU (loaded by other jobs: latencies are noisy, compare within this table).",
         "",
-        f"Refusal before generation: confidence = best-sentence cosine + coverage of the question's words; refuse "
+        f"Refusal before generation: confidence = best-sentence cosine + coverage of the question's words "
+        f"- 0.5 x unknown names (at most 2); refuse "
         f"below **{thr['threshold']:.3f}** (calibrated here: best refusal accuracy with false refusals <= "
         f"{MAX_FALSE_REFUSALS:.2f}, both corpora pooled; refusal accuracy {thr['refusal_accuracy']:.2f}, false "
         f"refusals {thr['false_refusals']:.2f}).",

@@ -108,7 +108,7 @@ def test_backend_choice() -> None:
     from askdocs.generate import resolve_backend
 
     assert resolve_backend(load_settings(llm_url="http://x:8000/v1")) == "openai"
-    assert resolve_backend(load_settings(llm_backend="auto")) in ("local", "vllm")
+    assert resolve_backend(load_settings(llm_backend="auto")) in ("extractive", "vllm")
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -119,6 +119,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> str:
     monkeypatch.setenv("ASKDOCS_MILVUS_URI", sample_db)
     monkeypatch.setenv("ASKDOCS_EMBED_DEVICE", "cpu")
     monkeypatch.setenv("ASKDOCS_MAX_TOKENS", "24")
+    monkeypatch.setenv("ASKDOCS_LLM_BACKEND", "local")  # these tests are about the generative path
     return sample_db
 
 

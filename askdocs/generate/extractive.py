@@ -7,18 +7,19 @@ backend the chosen ones as its "prompt" (:meth:`ExtractiveGenerator.messages_for
 the same ``generate``/``stream`` calls as an LLM: ``ask``, ``chat``, ``--batch``, the server's
 micro-batcher and the web page need nothing of their own.
 
-Candidates: no headings, no code block cut open by the chunk boundary, no questions, and no unit
-that only
-echoes the question (fewer than ``MIN_NEW_WORDS`` content words the question does not have: a tutorial that
-quotes the question is not its answer).  Selection: the best-scoring units down to ``RELATIVE_FLOOR`` of the
-best, at most ``MAX_UNITS`` of them
-and ``MAX_CHARS`` characters in all; headings are left out.  Units of one chunk stay in the chunk's own
-order (an explanation reads in the order it was written); chunks come best first.
+Candidates: no headings, no code block cut open by the chunk boundary, no questions, and no unit that
+only echoes the question (``askdocs.evidence.informative``: a tutorial that quotes the question is not its
+answer).  Selection: the best-scoring units down to ``RELATIVE_FLOOR`` of the best, at most ``MAX_UNITS``
+of them and ``MAX_CHARS`` characters in all, each with the neighbour it needs to be read alone (the list a
+colon announces, the sentence a leading "This" points back to), without repeats (overlapping chunks).
+Units of one chunk stay in the chunk's own order (an explanation reads in the order it was written);
+chunks come best first.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 
 from askdocs.errors import AskdocsError
@@ -26,10 +27,30 @@ from askdocs.evidence import Evidence, Scored, informative
 from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
 from askdocs.support import content_words
 
-MAX_UNITS = 3
-MAX_CHARS = 900
+MAX_UNITS = 4
+MAX_CHARS = 1200
+MAX_ITEMS = 12
 RELATIVE_FLOOR = 0.7
 _MARK = "askdocs-extractive"
+_ANAPHOR = re.compile(r"(?:This|These|That|Those|It|They|Such|To do (?:this|so))\b")
+
+
+def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
+    """A unit with the neighbours it needs to be read alone: the list, code or table its colon announces
+    ("... are as follows:"), and the sentence its leading "This"/"It" points back to."""
+    units = by_chunk[u.n]
+    i = units.index(u)
+    out = [u]
+    if _ANAPHOR.match(u.text) and i > 0 and units[i - 1].kind not in ("heading", "fragment"):
+        out.insert(0, units[i - 1])
+    if u.text.rstrip().endswith(":") and i + 1 < len(units) and units[i + 1].kind not in ("heading", "fragment"):
+        out.append(units[i + 1])
+        # a list is all its items
+        j = i + 2
+        while units[i + 1].kind == "item" and j < len(units) and units[j].kind == "item" and j - i <= MAX_ITEMS:
+            out.append(units[j])
+            j += 1
+    return out
 
 
 def select(ev: Evidence) -> list[Scored]:
@@ -38,17 +59,23 @@ def select(ev: Evidence) -> list[Scored]:
     cands = sorted((u for u in ev.units if informative(u, qwords)), key=lambda u: u.score, reverse=True)
     if not cands:
         return []
+    by_chunk: dict[int, list[Scored]] = {}
+    for u in ev.units:
+        by_chunk.setdefault(u.n, []).append(u)
     floor = cands[0].score * RELATIVE_FLOOR
     chosen: list[Scored] = []
+    seen: set[str] = set()
     size = 0
     for u in cands:
         if len(chosen) >= MAX_UNITS or u.score < floor:
             break
-        if chosen and size + len(u.text) > MAX_CHARS:
+        group = [g for g in _with_context(u, by_chunk) if g.text not in seen]
+        if not group or (chosen and size + sum(len(g.text) for g in group) > MAX_CHARS):
             continue
-        chosen.append(u)
-        size += len(u.text)
-    rank = {}
+        chosen.extend(group)
+        seen.update(g.text for g in group)
+        size += sum(len(g.text) for g in group)
+    rank: dict[int, int] = {}
     for u in chosen:
         rank.setdefault(u.n, len(rank))
     return sorted(chosen, key=lambda u: (rank[u.n], u.start))

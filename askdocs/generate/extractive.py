@@ -56,7 +56,11 @@ def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
 def select(ev: Evidence) -> list[Scored]:
     """The units that make the answer, in answer order."""
     qwords = content_words(ev.question)
-    cands = sorted((u for u in ev.units if informative(u, qwords)), key=lambda u: u.score, reverse=True)
+    # a code block is not an answer alone (a tutorial's output block quotes anything): it comes in as the
+    # neighbour a sentence's colon announces ("create an import job as follows:")
+    cands = sorted(
+        (u for u in ev.units if u.kind != "code" and informative(u, qwords)), key=lambda u: u.score, reverse=True
+    )
     if not cands:
         return []
     by_chunk: dict[int, list[Scored]] = {}
@@ -65,14 +69,15 @@ def select(ev: Evidence) -> list[Scored]:
     floor = cands[0].score * RELATIVE_FLOOR
     chosen: list[Scored] = []
     seen: set[str] = set()
-    size = 0
+    size = picks = 0
     for u in cands:
-        if len(chosen) >= MAX_UNITS or u.score < floor:
+        if picks >= MAX_UNITS or u.score < floor:
             break
         group = [g for g in _with_context(u, by_chunk) if g.text not in seen]
         if not group or (chosen and size + sum(len(g.text) for g in group) > MAX_CHARS):
             continue
         chosen.extend(group)
+        picks += 1
         seen.update(g.text for g in group)
         size += sum(len(g.text) for g in group)
     rank: dict[int, int] = {}

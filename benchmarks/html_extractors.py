@@ -164,18 +164,9 @@ def _traf(**kw):
     def run(html: str) -> str:
         import trafilatura
 
-        return (
-            trafilatura.extract(
-                html,
-                output_format="markdown",
-                include_tables=True,
-                include_formatting=True,
-                include_comments=False,
-                **kw,
-            )
-            or ""
-        )
-
+        return trafilatura.extract(
+            html, output_format="markdown", include_tables=True,
+            include_formatting=True, include_comments=False, **kw) or ""
     return run
 
 
@@ -189,12 +180,9 @@ def cand_traf_main(html: str) -> str:
     head = f"<title>{t.text()}</title>" if t is not None else ""
     body = tree.body.inner_html if tree.body is not None else ""
     wrapped = f"<html><head>{head}</head><body><main>{body}</main></body></html>"
-    return (
-        trafilatura.extract(
-            wrapped, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False
-        )
-        or ""
-    )
+    return trafilatura.extract(
+        wrapped, output_format="markdown", include_tables=True,
+        include_formatting=True, include_comments=False) or ""
 
 
 def cand_selectolax_text(html: str) -> str:
@@ -230,29 +218,8 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _WORD = re.compile(r"\w+")
 _REF_BLOCKS = (
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "dl",
-    "dt",
-    "dd",
-    "pre",
-    "table",
-    "tr",
-    "td",
-    "th",
-    "caption",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "blockquote",
-    "hr",
+    "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "pre", "table", "tr",
+    "td", "th", "caption", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "hr",
 )
 
 
@@ -281,8 +248,7 @@ def reference(html: str) -> dict:
     title = norm(title_el.text_content()) if title_el is not None else ""
     navs = root.xpath(
         "//div[contains(concat(' ', normalize-space(@class), ' '), ' navheader ') or "
-        "contains(concat(' ', normalize-space(@class), ' '), ' navfooter ')]"
-    )
+        "contains(concat(' ', normalize-space(@class), ' '), ' navfooter ')]")
     frags = set()
     for nav in navs:
         for cell in nav.iter("td", "th"):
@@ -302,12 +268,10 @@ def reference(html: str) -> dict:
     # div.refsect1 > div.refsect2 and div.sect1 > div.sect2 with the title first.
     # An owner must be the page's first heading or have a smaller <hN> (so a
     # plain wrapper around sibling sections does not nest them).
-    sect = [
-        h
-        for h in body.iter("h1", "h2", "h3", "h4", "h5", "h6")
-        if norm(h.text_content())
-        and not (h.getparent() is not None and h.getparent().xpath(f"boolean(self::*[{_XP_ADMON}])"))
-    ]
+    sect = [h for h in body.iter("h1", "h2", "h3", "h4", "h5", "h6")
+            if norm(h.text_content())
+            and not (h.getparent() is not None
+                     and h.getparent().xpath(f"boolean(self::*[{_XP_ADMON}])"))]
     first_in: dict = {}
     for h in sect:
         for anc in h.iterancestors():
@@ -317,12 +281,12 @@ def reference(html: str) -> dict:
         path = []
         for anc in reversed(list(h.iterancestors())):
             o = first_in.get(anc)
-            if (
-                o is not None and o is not h and (not path or path[-1] is not o) and (o is sect[0] or o.tag < h.tag)
-            ):  # owner is shallower
+            if (o is not None and o is not h and (not path or path[-1] is not o)
+                    and (o is sect[0] or o.tag < h.tag)):  # owner is shallower
                 path.append(o)
         path.append(h)
-        heads.append((norm(h.text_content()), tuple(norm(x.text_content()) for x in path), int(h.tag[1]) <= 4))
+        heads.append((norm(h.text_content()), tuple(norm(x.text_content()) for x in path),
+                      int(h.tag[1]) <= 4))
     pres = [t for t in (norm(p.text_content()) for p in body.iter("pre")) if t]
     tables = []
     for table in body.iter("table"):
@@ -383,20 +347,10 @@ def score(ref: dict, out: str) -> dict:
     w_tot = sum(ref["words"].values())
     w_kept = sum(min(n, ow[w]) for w, n in ref["words"].items())
     return {
-        "leak": leak,
-        "h_tot": h_tot,
-        "h_found": h_found,
-        "h_path": h_path,
-        "extra": extra,
-        "pre_tot": len(ref["pres"]),
-        "pre_kept": pre_kept,
-        "c_tot": c_tot,
-        "c_found": c_found,
-        "t_lost": t_lost,
-        "w_tot": w_tot,
-        "w_kept": w_kept,
-        "empty": not out.strip(),
-        "chars": len(out),
+        "leak": leak, "h_tot": h_tot, "h_found": h_found, "h_path": h_path,
+        "extra": extra, "pre_tot": len(ref["pres"]), "pre_kept": pre_kept,
+        "c_tot": c_tot, "c_found": c_found, "t_lost": t_lost, "w_tot": w_tot, "w_kept": w_kept,
+        "empty": not out.strip(), "chars": len(out),
     }
 
 
@@ -459,38 +413,19 @@ def main(argv=None) -> int:
                 d.mkdir(parents=True, exist_ok=True)
                 (d / (path.stem + ".md")).write_text(out, encoding="utf-8")
         n = len(pages)
-        rows.append(
-            (
-                name,
-                f"{n / elapsed:.0f}",
-                f"{agg['chars'] / n:.0f}",
-                _pct(agg["leak"], n),
-                _pct(agg["h_found"], agg["h_tot"]),
-                _pct(agg["h_path"], agg["h_tot"]),
-                f"{agg['extra'] / n:.2f}",
-                _pct(agg["pre_kept"], agg["pre_tot"]),
-                _pct(agg["c_found"], agg["c_tot"]),
-                f"{agg['t_lost']}/{len([t for r in refs for t in r['tables']])}",
-                _pct(agg["w_kept"], agg["w_tot"]),
-                str(agg["empty"]),
-            )
-        )
-        print(f"  {name}: {elapsed:.1f}s, leaks e.g. {leaky[:3]}, failures {failures}", file=sys.stderr)
+        rows.append((
+            name, f"{n / elapsed:.0f}", f"{agg['chars'] / n:.0f}",
+            _pct(agg["leak"], n), _pct(agg["h_found"], agg["h_tot"]),
+            _pct(agg["h_path"], agg["h_tot"]), f"{agg['extra'] / n:.2f}",
+            _pct(agg["pre_kept"], agg["pre_tot"]), _pct(agg["c_found"], agg["c_tot"]),
+            f"{agg['t_lost']}/{len([t for r in refs for t in r['tables']])}",
+            _pct(agg["w_kept"], agg["w_tot"]), str(agg["empty"]),
+        ))
+        print(f"  {name}: {elapsed:.1f}s, leaks e.g. {leaky[:3]}, failures {failures}",
+              file=sys.stderr)
 
-    hdr = (
-        "candidate",
-        "pages/s",
-        "mean chars",
-        "leak %",
-        "head %",
-        "path %",
-        "xtra# /page",
-        "pre %",
-        "cell %",
-        "tables lost",
-        "words %",
-        "empty",
-    )
+    hdr = ("candidate", "pages/s", "mean chars", "leak %", "head %", "path %",
+           "xtra# /page", "pre %", "cell %", "tables lost", "words %", "empty")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join("---" if i == 0 else "--:" for i in range(len(hdr))) + "|")
     for r in rows:

@@ -106,8 +106,10 @@ def evaluate(questions, ranks, k):
     n = len(questions)
     out = {"n": n}
     for c in (c for c in CUTOFFS if c <= k):
-        out[f"hit@{c}"] = sum(ranks[q["id"]] is not None and ranks[q["id"]] <= c for q in questions) / n if n else None
-    out[f"mrr@{k}"] = sum(1 / ranks[q["id"]] for q in questions if ranks[q["id"]] is not None) / n if n else None
+        out[f"hit@{c}"] = sum(ranks[q["id"]] is not None and ranks[q["id"]] <= c
+                              for q in questions) / n if n else None
+    out[f"mrr@{k}"] = sum(1 / ranks[q["id"]] for q in questions
+                          if ranks[q["id"]] is not None) / n if n else None
     return out
 
 
@@ -134,7 +136,8 @@ def main():
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
+    splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE,
+                                              chunk_overlap=CHUNK_OVERLAP)
     chunks = splitter.split_documents(docs)
     timings["chunk"] = time.perf_counter() - t
 
@@ -149,16 +152,15 @@ def main():
     embeddings = np.array(embeddings / np.linalg.norm(embeddings))
     timings["embed"] = time.perf_counter() - t
     converted_values = list(map(np.float32, embeddings))
-    dict_list = [
-        {"chunk": c.page_content, "source": c.metadata.get("source", ""), "vector": v}
-        for c, v in zip(chunks, converted_values, strict=True)
-    ]
+    dict_list = [{"chunk": c.page_content, "source": c.metadata.get("source", ""),
+                  "vector": v} for c, v in zip(chunks, converted_values, strict=True)]
 
     # Store: quick-setup collection, insert, flush (the one deviation).
     mc = MilvusClient(args.db)
     if mc.has_collection(COLLECTION_NAME):  # overwrite=True is not honoured
         mc.drop_collection(COLLECTION_NAME)
-    mc.create_collection(COLLECTION_NAME, dim, consistency_level="Eventually", auto_id=True)
+    mc.create_collection(COLLECTION_NAME, dim, consistency_level="Eventually",
+                         auto_id=True)
     t = time.perf_counter()
     mc.insert(COLLECTION_NAME, data=dict_list)
     mc.flush(COLLECTION_NAME)
@@ -167,14 +169,8 @@ def main():
     timings["ingest_total"] = sum(timings[k] for k in ("load", "chunk", "model", "embed", "insert+flush"))
     if args.questions is None:
         mc.close()
-        report = {
-            "corpus": args.corpus,
-            "model": model,
-            "docs": len(docs),
-            "chunks": len(chunks),
-            "timings_s": timings,
-            **process_usage(),
-        }
+        report = {"corpus": args.corpus, "model": model, "docs": len(docs), "chunks": len(chunks),
+                  "timings_s": timings, **process_usage()}
         print(json.dumps(report))
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -183,9 +179,8 @@ def main():
         return
 
     # Query, one question at a time, encoded and normalized as in the blog.
-    questions = [
-        json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
     ranks, per_question, encode_s, search_s = {}, [], [], []
     for q in questions:
         t = time.perf_counter()
@@ -193,13 +188,9 @@ def main():
         query_embeddings = F.normalize(query_embeddings, p=2, dim=1)
         query_embeddings = list(map(np.float32, query_embeddings))
         t2 = time.perf_counter()
-        results = mc.search(
-            COLLECTION_NAME,
-            data=query_embeddings,
-            output_fields=["chunk", "source"],
-            limit=args.k,
-            consistency_level="Eventually",
-        )
+        results = mc.search(COLLECTION_NAME, data=query_embeddings,
+                            output_fields=["chunk", "source"], limit=args.k,
+                            consistency_level="Eventually")
         t3 = time.perf_counter()
         encode_s.append(t2 - t)
         search_s.append(t3 - t2)
@@ -207,43 +198,29 @@ def main():
         gold = set(q.get("gold_sources") or [])
         rank = next((i for i, s in enumerate(sources, 1) if s in gold), None)
         ranks[q["id"]] = rank
-        per_question.append(
-            {
-                "id": q["id"],
-                "lang": q.get("lang"),
-                "answerable": q.get("answerable"),
-                "rank": rank,
-                "top_sources": sources,
-            }
-        )
+        per_question.append({"id": q["id"], "lang": q.get("lang"),
+                             "answerable": q.get("answerable"), "rank": rank,
+                             "top_sources": sources})
     timings["query_encode_median"] = statistics.median(encode_s)
     timings["search_median"] = statistics.median(search_s)
     mc.close()
 
     answerable = [q for q in questions if q.get("answerable")]
-    metrics = {
-        "all": evaluate(answerable, ranks, args.k),
-        "en": evaluate([q for q in answerable if q.get("lang") == "en"], ranks, args.k),
-    }
-    report = {
-        "corpus": args.corpus,
-        "questions": args.questions,
-        "model": model,
-        "k": args.k,
-        "docs": len(docs),
-        "chunks": len(chunks),
-        "metrics": metrics,
-        "timings_s": timings,
-        "per_question": per_question,
-        **process_usage(),
-    }
+    metrics = {"all": evaluate(answerable, ranks, args.k),
+               "en": evaluate([q for q in answerable if q.get("lang") == "en"],
+                              ranks, args.k)}
+    report = {"corpus": args.corpus, "questions": args.questions, "model": model,
+              "k": args.k, "docs": len(docs), "chunks": len(chunks),
+              "metrics": metrics, "timings_s": timings, "per_question": per_question, **process_usage()}
 
     print(f"model: {model}")
-    print(f"docs: {len(docs)}  chunks: {len(chunks)}  questions: {len(questions)} (answerable: {len(answerable)})")
+    print(f"docs: {len(docs)}  chunks: {len(chunks)}  questions: {len(questions)} "
+          f"(answerable: {len(answerable)})")
     names = [m for m in metrics["all"] if m != "n"]
     print(f"{'subset':<8}{'n':>4}" + "".join(f"{m:>9}" for m in names))
     for subset, m in metrics.items():
-        print(f"{subset:<8}{m['n']:>4}" + "".join(f"{m[x]:>9.3f}" if m[x] is not None else f"{'-':>9}" for x in names))
+        print(f"{subset:<8}{m['n']:>4}" + "".join(
+            f"{m[x]:>9.3f}" if m[x] is not None else f"{'-':>9}" for x in names))
     print("timings (s): " + "  ".join(f"{k}={v:.4f}" for k, v in timings.items()))
 
     if args.json_out:

@@ -17,16 +17,17 @@ from typing import Any
 
 from askdocs import evidence as evidence_mod
 from askdocs import followup, refusal, support
-from askdocs.config import SearchMode, Settings
+from askdocs.config import Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
 from askdocs.prompt import Prompt, PromptTemplate, build_prompt, rewrite_messages
+from askdocs.retrieve import SearchOptions
 from askdocs.store import Hit
 
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
-_CITE_SPACED = re.compile(r"([ \t]*)\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CITE_SPACED = re.compile(r"([ \t]*)\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\](?=(.?))")
 _REFUSAL = re.compile(
     r"\b(?:do(?:es)?\s*n[o']t|do(?:es)? not|cannot|can't|unable to)\s+"
     r"(?:contain|include|mention|provide|cover|say|answer|find|have|describe|specify)"
@@ -54,7 +55,10 @@ def drop_unknown_citations(text: str, n_docs: int) -> str:
         ok = [p for p in parts if 1 <= int(p) <= n_docs]
         if len(ok) == len(parts):
             return m.group(0)
-        return f"{m.group(1)}[{', '.join(ok)}]" if ok else ""
+        if ok:
+            return f"{m.group(1)}[{', '.join(ok)}]"
+        # "C [9]." loses the space with the marker; "[1]. [9] The" keeps it before the next word
+        return m.group(1) if m.group(3).isalnum() else ""
 
     return _CITE_SPACED.sub(keep, text)
 
@@ -165,6 +169,11 @@ class Answerer:
 
     # ------------------------------------------------------------------ parts
 
+    def warm_up(self) -> Answerer:
+        """Everything loaded before the first question: the index's models (the generator loads when made)."""
+        self.index.warm_up()
+        return self
+
     def params(self, **overrides: object) -> SamplingParams:
         return sampling_params(self.settings, **overrides)
 
@@ -176,9 +185,7 @@ class Answerer:
         self,
         questions: Sequence[str],
         *,
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         histories: Sequence[Sequence[Message]] | None = None,
         queries: Sequence[str] | None = None,
         params: SamplingParams | None = None,
@@ -187,7 +194,7 @@ class Answerer:
         params = params or self.params()
         timings: dict[str, float] = {}
         qs = list(queries or questions)
-        ranked = self.index.search_many(qs, k, mode, filter, timings)
+        ranked = self.index.search_many(qs, search or SearchOptions(), timings=timings)
         n = max(len(questions), 1)
         per = {key: v / n for key, v in timings.items()}  # a batch's retrieval cost, shared out evenly
         budget = self._budget(params)
@@ -212,7 +219,7 @@ class Answerer:
         """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough."""
         if not words or not self.index.store.supports_bm25:
             return [True] * len(words)
-        return [bool(hs) for hs in self.index.search_many(list(words), 1, "bm25")]
+        return [bool(hs) for hs in self.index.search_many(list(words), SearchOptions(k=1, mode="bm25"))]
 
     def _ground(self, prep: Prepared) -> None:
         """Score the retrieved sentences; refuse when they do not answer; hand an extractive backend its quotes."""
@@ -262,16 +269,14 @@ class Answerer:
         self,
         questions: Sequence[str],
         *,
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         **sampling: object,
     ) -> list[Answer]:
         """Answer a batch: one retrieval pass and ONE generator call, in input order."""
         if not questions:
             return []
         params = self.params(**sampling)
-        preps = self.prepare_many(questions, k=k, mode=mode, filter=filter, params=params)
+        preps = self.prepare_many(questions, search=search, params=params)
         t0 = time.perf_counter()
         todo = [p for p in preps if p.refusal is None]
         made = iter(self.generator.generate([p.prompt.messages for p in todo], params) if todo else [])
@@ -317,9 +322,7 @@ class Answerer:
         question: str,
         *,
         history: Sequence[Message] = (),
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         **sampling: object,
     ) -> AnswerStream:
         """Retrieve now; generate as the caller iterates.  With ``history``, the question is a chat turn."""
@@ -328,7 +331,7 @@ class Answerer:
         query = self.rewrite(history, question)
         rewrite_s = time.perf_counter() - t0
         prep = self.prepare_many(
-            [question], k=k, mode=mode, filter=filter, histories=[self.recent(history)], queries=[query], params=params
+            [question], search=search, histories=[self.recent(history)], queries=[query], params=params
         )[0]
         if history:
             prep.timings["rewrite"] = rewrite_s

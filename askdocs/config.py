@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -20,6 +20,8 @@ SearchMode = Literal["dense", "bm25", "hybrid"]
 LLMBackend = Literal["auto", "vllm", "openai", "local", "extractive", "none"]
 #: calibrated on the four dev sets by benchmarks/answers.py (see benchmarks/results/answers.md)
 REFUSE_BELOW = 1.0
+#: The one list of search modes: settings validate against ``SearchMode``, the CLI offers these.
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 

@@ -140,6 +140,7 @@ def test_answer_check_citations_and_refusal() -> None:
 
 def test_citations_to_no_retrieved_chunk_are_removed() -> None:
     assert drop_unknown_citations("A [1]. B [2, 9]. C [9]. D [0]", 5) == "A [1]. B [2]. C. D"
+    assert drop_unknown_citations("A [1]. [9] is gone.", 5) == "A [1]. is gone."
 
 
 # --------------------------------------------------------------------------- answers over the sample

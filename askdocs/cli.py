@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from askdocs.config import SEARCH_MODES, Settings  # pydantic only: the heavy modules load in the commands
@@ -448,8 +449,26 @@ def _stream_one(answerer: Any, question: str, *, history: Any = (), **kw: Any):
             out.file.flush()
     out.print()
     answer = stream.answer
+    _print_unsupported(answer)
     _print_sources(answer)
+    if answerer.generator.name == "extractive" and not answer.refused:
+        err.print(
+            "[dim]Quoted from the documents (extractive backend). For generated answers: --llm-url to a vLLM or "
+            "Ollama server (http://host:8000/v1), or a GPU with vllm installed.[/]",
+            highlight=False,
+        )
     return answer
+
+
+def _print_unsupported(answer: Any) -> None:
+    """Sentences whose [n] does not back them (askdocs.support), dimmed and marked, after the streamed answer."""
+    bad = [c for c in answer.sentences if not c.supported]
+    if not bad:
+        return
+    out.print()
+    out.print(f"[yellow]✗ {len(bad)} of {len(answer.sentences)} sentences not supported by the chunk they cite:[/]")
+    for c in bad:
+        out.print(f"[dim]  ✗ {escape(' '.join(c.text.split()))}  ({escape(c.reason)})[/]", highlight=False)
 
 
 def _read_batch(path: Path) -> list[dict[str, Any]]:

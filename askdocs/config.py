@@ -23,9 +23,11 @@ from pydantic_settings import (
 )
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+LLMBackend = Literal["auto", "vllm", "openai", "local", "extractive", "none"]
+#: calibrated on the four dev sets by benchmarks/answers.py (see benchmarks/results/answers.md)
+REFUSE_BELOW = 1.0
 #: The one list of search modes: settings validate against ``SearchMode``, the CLI offers these.
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 
@@ -171,6 +173,24 @@ class Settings(BaseSettings):
     seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
     prompt_file: Path | None = Field(
         None, description="TOML file with `system` and/or `user` templates replacing the built-in prompt."
+    )
+    refuse: bool = Field(
+        True,
+        description=(
+            "Refuse before generation when retrieval shows the documents do not hold the answer "
+            "(askdocs.refusal); false turns it off."
+        ),
+    )
+    refuse_below: float = Field(
+        REFUSE_BELOW,
+        description=(
+            "Refusal threshold on best-sentence cosine + question-word coverage (calibrated on the dev sets, "
+            "benchmarks/results/answers.md)."
+        ),
+    )
+    refusal_text: str = Field(
+        "The documents do not contain the answer.",
+        description="The refusal, for questions not in Chinese (Chinese questions get 文档中没有答案。).",
     )
     history_turns: int = Field(6, ge=0, description="Chat: earlier messages kept (then trimmed to fit the window).")
     # vLLM engine knobs (the reference's, plus tensor parallelism for several GPUs)

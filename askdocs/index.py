@@ -15,9 +15,8 @@ from pathlib import Path
 from askdocs.chunk import Chunker
 from askdocs.config import SearchMode, Settings, load_settings
 from askdocs.embed import (
-    _PACKAGED_ALIASES,
-    CPU_DEFAULT_MODEL,
     Embedder,
+    canonical_model,
     default_backend,
     default_model,
     make_embedder,
@@ -26,10 +25,6 @@ from askdocs.errors import AskdocsError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever
 from askdocs.store import Hit, MilvusStore, literal
-
-
-def canonical_model(name: str) -> str:
-    return CPU_DEFAULT_MODEL if name in _PACKAGED_ALIASES else name
 
 
 @dataclass

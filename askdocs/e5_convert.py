@@ -271,7 +271,9 @@ def convert(source: Path, folder: Path) -> None:
         "model_input_names": ["input_ids", "attention_mask"],
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(tok_conf, indent=1))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": c["max_pos"], "do_lower_case": False}))
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": c["max_pos"], "do_lower_case": False})
+    )
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(
         json.dumps({"word_embedding_dimension": c["hidden"], "pooling_mode_mean_tokens": True})

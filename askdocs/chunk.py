@@ -144,9 +144,9 @@ class Chunker:
         """
         lo = max(floor, start - self.chunk_overlap * (1 if self._chars else 8))
         for i in range(lo, start):
-            at_word = (i == floor or text[i - 1].isspace() or is_cjk(text[i - 1]) or is_cjk(text[i])) and not text[
-                i
-            ].isspace()
+            before, here = text[i - 1], text[i]
+            boundary = i == floor or before.isspace() or is_cjk(before) or is_cjk(here)
+            at_word = boundary and not here.isspace()
             if at_word and self._fits(text[i:start], text[i:end]):
                 return i
         return start

@@ -50,7 +50,11 @@ UriOpt = Annotated[
 TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Milvus token [env: ASKDOCS_MILVUS_TOKEN]")]
 CollOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection [env: ASKDOCS_COLLECTION]")]
 ModelOpt = Annotated[
-    Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+    Optional[str],
+    typer.Option(
+        "--embed-model",
+        help="sentence-transformers model, or 'multilingual' (Chinese and 100+ languages) [env: ASKDOCS_EMBED_MODEL]",
+    ),
 ]
 
 BackendEmbedOpt = Annotated[

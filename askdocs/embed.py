@@ -234,12 +234,16 @@ class OnnxEmbedder(Embedder):
         batch_size: int = 64,
         query_instruction: str | None = None,
         quantize: bool = False,
+        fuse: bool = True,
+        threads: int | None = None,
     ) -> None:
         super().__init__(model, "cpu", batch_size, query_instruction)
         # ONNX Runtime's memory arena keeps the largest activations it ever held, and attention grows with
         # batch x tokens^2: 64 sequences of 256 tokens held 2.3 GB; 16 hold 1.0 GB at the same speed on CPU.
         self.run_batch = min(batch_size, 16)
         self.quantize = quantize
+        self.fuse = fuse
+        self.threads = threads
         self.backend = "onnx-int8" if quantize else "onnx"
         self._session: Any = None
         self._tokenizer: Any = None
@@ -256,7 +260,10 @@ class OnnxEmbedder(Embedder):
                 st = (path / weights).stat()
                 ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
                 break
-        key = hashlib.sha256(f"{ident}|st{version('sentence-transformers')}".encode()).hexdigest()[:12]
+        # the export's own version (EXPORT_VERSION, fused or not) is part of the key, so exports made by
+        # an older askdocs are made again rather than reused
+        graph = f"v{EXPORT_VERSION}-{'fused' if self.fuse else 'unfused'}"
+        key = hashlib.sha256(f"{ident}|st{version('sentence-transformers')}|{graph}".encode()).hexdigest()[:12]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model_name.rsplit("/", 1)[-1])
         return cache_dir() / "onnx" / f"{slug}-{key}"
 
@@ -265,6 +272,11 @@ class OnnxEmbedder(Embedder):
         import torch
 
         model = super().warm_up().eval()
+        auto = getattr(model[0], "auto_model", None)
+        if self.fuse and auto is not None and hasattr(auto, "set_attn_implementation"):
+            # SDPA attention traces into a graph ONNX Runtime's optimizer does not recognise as attention;
+            # the eager implementation (the same arithmetic) traces into the pattern it fuses
+            auto.set_attn_implementation("eager")
         feats = (getattr(model, "preprocess", None) or model.tokenize)(["a", "two words"])
         sample = {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
         names = list(sample)
@@ -292,6 +304,8 @@ class OnnxEmbedder(Embedder):
                     opset_version=17,
                     dynamo=False,
                 )
+            if self.fuse and auto is not None:
+                _fuse_transformer(tmp / "model.onnx", auto.config)
             model.tokenizer.save_pretrained(str(tmp))
             first = model[0]
             conf = {
@@ -342,7 +356,13 @@ class OnnxEmbedder(Embedder):
                     root.setLevel(logging.ERROR)  # its advice to pre-process is for static, not dynamic, quantization
                     try:
                         quantize_dynamic(
-                            str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8, per_channel=True
+                            str(folder / "model.onnx"),
+                            str(tmp),
+                            weight_type=QuantType.QInt8,
+                            per_channel=True,
+                            # ONNX's shape inference knows no types for the fused com.microsoft operators'
+                            # outputs; they are float32, which is what the quantizer needs to be told
+                            extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
                         )
                     finally:
                         root.setLevel(level)
@@ -361,7 +381,9 @@ class OnnxEmbedder(Embedder):
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            self._session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(target), session_options(self.threads), providers=["CPUExecutionProvider"]
+            )
         return self
 
     @property
@@ -400,6 +422,64 @@ class OnnxEmbedder(Embedder):
             out[idx] = session.run(None, self._features([texts[j] for j in idx]))[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)  # row-wise, whether or not the model ends in Normalize
+
+
+#: Bumped whenever the exported graph changes, so that cached exports are made again.
+#: 2: attention, LayerNorm and GELU fused by ONNX Runtime's transformer optimizer.
+EXPORT_VERSION = 2
+
+
+def _fuse_transformer(path: Path, config: Any) -> None:
+    """Rewrite ``path`` with ONNX Runtime's transformer optimizer (BERT-family attention, LayerNorm, GELU fused).
+
+    ``model_type="bert"`` covers BERT, MiniLM and (XLM-)RoBERTa graphs; ``opt_level=0`` keeps the rewrite
+    to the Python fusions, so the file stays portable and ONNX Runtime applies its own optimisations when it
+    loads the model.  A graph the optimizer does not recognise is saved as it is.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the optimizer logs every fusion pass at INFO/WARNING
+    try:
+        optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    finally:
+        root.setLevel(level)
+    stats = optimized.get_fused_operator_statistics()
+    if not stats.get("Attention"):
+        log.warning("ONNX Runtime's optimizer found no attention to fuse in %s; keeping the plain export", path)
+        return
+    log.info("fused: %s", {k: v for k, v in stats.items() if v})
+    optimized.save_model_to_file(str(path))
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session settings for embedding: one thread per physical core, every graph optimisation.
+
+    Sequential execution (the graph is a chain; parallel execution only adds scheduling) and one
+    intra-op thread per physical core: hyper-threads share the vector units the matrix products need.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = physical_cores() if threads is None else threads  # 0: ONNX Runtime's choice
+    return opts
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (psutil when installed, else the CPUs in its affinity mask)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        cores = usable
+    return max(1, min(cores, usable))
 
 
 def make_embedder(

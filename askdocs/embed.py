@@ -445,6 +445,9 @@ def _fuse_transformer(path: Path, config: Any) -> None:
     root.setLevel(logging.ERROR)  # the optimizer logs every fusion pass at INFO/WARNING
     try:
         optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    except Exception as exc:  # an optimisation, not a requirement: an unusual graph keeps its plain export
+        log.warning("ONNX Runtime's optimizer failed on %s (%s); keeping the plain export", path, exc)
+        return
     finally:
         root.setLevel(level)
     stats = optimized.get_fused_operator_statistics()

@@ -71,7 +71,12 @@ CONNECTION: dict[str, Any] = {
 }
 EMBEDDING: dict[str, Any] = {
     "embed_model": Annotated[
-        Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+        Optional[str],
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model, or 'multilingual' (Chinese and 100+ languages)"
+            " [env: ASKDOCS_EMBED_MODEL]",
+        ),
     ],
     "embed_backend": Annotated[
         Optional[str], typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]")

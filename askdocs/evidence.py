@@ -56,6 +56,8 @@ class Evidence:
     question: str
     units: list[Scored]
     features: dict[str, float] = field(default_factory=dict)
+    sources: dict[int, str] = field(default_factory=dict)
+    """Each chunk's document ([n] -> source): the extractive backend prefers quoting fewer documents."""
 
     def best(self) -> Scored | None:
         return max(self.units, key=lambda u: u.score, default=None)
@@ -113,7 +115,7 @@ def gather(question: str, hits: Sequence[Hit], embedder: object | None, known: K
             if span.end - span.start <= MAX_UNIT_CHARS:
                 raw.append((i + 1, span, hit))
     if not raw:
-        return Evidence(question, [], features(question, hits, [], known))
+        return Evidence(question, [], features(question, hits, [], known), _sources(hits))
     texts = [span.of(hit.text) for _, span, hit in raw]
     pieces = embedder.tokenizer_length() if embedder is not None else None  # type: ignore[attr-defined]
     if embedder is not None:
@@ -134,4 +136,19 @@ def gather(question: str, hits: Sequence[Hit], embedder: object | None, known: K
         Scored(n, t, span.kind, span.start, float(d), float(b))
         for (n, span, _), t, d, b in zip(raw, texts, dense, bm, strict=True)
     ]
-    return Evidence(question, units, features(question, hits, units, known, pieces))
+    return Evidence(question, units, features(question, hits, units, known, pieces), _sources(hits))
+
+
+def agreement(dense: Sequence[str], bm25: Sequence[str]) -> dict[str, float]:
+    """How far dense and BM25 search alone agree on the documents (best first): ``agree_top`` is 1 when both
+    rank the same document first, ``agree5`` the share of the top 5 documents they share.
+
+    An answerable question is about something the corpus names, so term matching and meaning tend to land on
+    the same page; a question the corpus cannot answer pulls them apart (on the Milvus dev sets: the same top
+    document for 8 of 18 answerable questions and none of 16 unanswerable ones)."""
+    top = float(bool(dense) and bool(bm25) and dense[0] == bm25[0])
+    return {"agree_top": top, "agree5": len(set(dense[:5]) & set(bm25[:5])) / 5}
+
+
+def _sources(hits: Sequence[Hit]) -> dict[int, str]:
+    return {i + 1: h.source for i, h in enumerate(hits)}

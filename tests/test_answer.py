@@ -173,7 +173,10 @@ def test_cli_chat_two_turns(cli_env: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--llm-backend", "auto", "--llm-url", "http://127.0.0.1:9/v1"], "cannot reach the LLM server at http://127.0.0.1:9/v1"),
+        (
+            ["--llm-backend", "auto", "--llm-url", "http://127.0.0.1:9/v1"],
+            "cannot reach the LLM server at http://127.0.0.1:9/v1",
+        ),
         (["--llm-backend", "local", "--llm-model", "/nonexistent/model"], "cannot load LLM"),
         (["--prompt-file", "/nonexistent.toml"], "cannot read prompt file"),
     ],

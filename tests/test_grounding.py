@@ -271,3 +271,32 @@ def test_server_extractive_answers_refuses_and_flags_sentences(slice_db: str, em
             events = [line for line in s.iter_lines() if line.startswith("data:")]
         done = json.loads(events[-1][5:])
         assert done["citations"] and all(x["supported"] for x in done["sentences"])
+
+
+def test_agreement_of_dense_and_bm25_documents() -> None:
+    from askdocs.evidence import agreement
+
+    assert agreement(["a", "b", "c"], ["a", "d"]) == {"agree_top": 1.0, "agree5": 0.2}
+    assert agreement(["b", "a"], ["a", "b"]) == {"agree_top": 0.0, "agree5": 0.4}
+    assert agreement([], ["a"]) == {"agree_top": 0.0, "agree5": 0.0}
+
+
+def test_extractive_quotes_only_the_best_supported_document() -> None:
+    from askdocs.evidence import Evidence, Scored
+    from askdocs.generate.extractive import select
+
+    def unit(n: int, text: str, score: float, start: int = 0) -> Scored:
+        return Scored(n, text, "sentence", start, score, 0.0)
+
+    # one strong sentence on page b loses to page a's several good ones; page b is not quoted at all
+    ev = Evidence(
+        "How does the flux index build its graph?",
+        [
+            unit(1, "The flux index links every vector to its nearest neighbours in layers.", 0.8),
+            unit(1, "Building the flux index takes longer when the layers are wider.", 0.75, 80),
+            unit(1, "Each layer of the graph keeps fewer vectors than the layer below.", 0.7, 160),
+            unit(2, "An integration guide mentions that graphs of vectors power its search.", 0.9),
+        ],
+        sources={1: "a.md", 2: "b.md"},
+    )
+    assert {u.n for u in select(ev)} == {1}

@@ -9,7 +9,8 @@ micro-batcher and the web page need nothing of their own.
 
 Candidates: no headings, no code block cut open by the chunk boundary, no questions, and no unit that
 only echoes the question (``askdocs.evidence.informative``: a tutorial that quotes the question is not its
-answer).  Selection: the best-scoring units down to ``RELATIVE_FLOOR`` of the best, at most ``MAX_UNITS``
+answer).  Selection: one document, the best-supported (``best_supported_source``), and of its units the
+best-scoring down to ``RELATIVE_FLOOR`` of the best, at most ``MAX_UNITS``
 of them and ``MAX_CHARS`` characters in all, each with the neighbour it needs to be read alone (the list a
 colon announces, the sentence a leading "This" points back to), without repeats (overlapping chunks).
 Units of one chunk stay in the chunk's own order (an explanation reads in the order it was written);
@@ -30,7 +31,9 @@ from askdocs.support import content_words
 MAX_UNITS = 4
 MAX_CHARS = 1200
 MAX_ITEMS = 12
-RELATIVE_FLOOR = 0.7
+RELATIVE_FLOOR = 0.6
+SOURCE_UNITS = 3
+"""How many of a document's best sentences count towards its evidence (``best_supported_source``)."""
 _MARK = "askdocs-extractive"
 _ANAPHOR = re.compile(r"(?:This|These|That|Those|It|They|Such|To do (?:this|so))\b")
 
@@ -53,6 +56,21 @@ def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
     return out
 
 
+def best_supported_source(ev: Evidence, cands: Sequence[Scored]) -> str | None:
+    """The document with the most evidence: the highest sum of its ``SOURCE_UNITS`` best candidate scores.
+
+    One strong sentence on a page about something else (an integration guide that mentions the topic) loses
+    to the page whose several sentences answer; on the Milvus dev sets this picks a gold page for 17 of 18
+    answerable questions, the single best sentence for 15."""
+    per: dict[str, list[float]] = {}
+    for u in cands:
+        if u.n in ev.sources:
+            per.setdefault(ev.sources[u.n], []).append(u.score)
+    if not per:
+        return None
+    return max(per, key=lambda s: sum(sorted(per[s], reverse=True)[:SOURCE_UNITS]))
+
+
 def select(ev: Evidence) -> list[Scored]:
     """The units that make the answer, in answer order."""
     qwords = content_words(ev.question)
@@ -66,6 +84,10 @@ def select(ev: Evidence) -> list[Scored]:
     by_chunk: dict[int, list[Scored]] = {}
     for u in ev.units:
         by_chunk.setdefault(u.n, []).append(u)
+    # one document: the best-supported one (citation precision 0.79 -> 0.94 on the Milvus dev sets, key facts
+    # unchanged; see benchmarks/results/answers.md)
+    source = best_supported_source(ev, cands)
+    cands = [u for u in cands if source is None or ev.sources.get(u.n) == source]
     floor = cands[0].score * RELATIVE_FLOOR
     chosen: list[Scored] = []
     seen: set[str] = set()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
     index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
     metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
+    milvus_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a call waits out a Milvus server that went away mid-run (restart); 0: fail at once.",
+    )
 
     # --- embedding ---------------------------------------------------------
     embed_model: str | None = Field(
@@ -78,6 +83,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
     chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    max_file_mb: float = Field(
+        64, gt=0, description="Larger files are reported and skipped (64 MiB of text is ~130,000 chunks to embed)."
+    )
 
     # --- retrieval ---------------------------------------------------------
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")

@@ -75,7 +75,9 @@ class Index:
         """``embedder`` lets several indexes (or tests) share one loaded model."""
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         s = self.settings
-        self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
+        self.store = MilvusStore(
+            s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type, s.milvus_retry_seconds
+        )
         self._embedder: Embedder | None = embedder
         self._chunker: Chunker | None = None
         self.retriever = Retriever(
@@ -147,6 +149,7 @@ class Index:
             ensure_collection=self._ensure_collection,
             batch_size=max(self.settings.embed_batch_size * 4, 64),
             progress=progress,
+            max_file_bytes=int(self.settings.max_file_mb * 2**20),
         )
         return ingestor.run([os.fspath(p) for p in paths], prune=prune)
 

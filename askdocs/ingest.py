@@ -31,8 +31,8 @@ from typing import Protocol
 from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
-from askdocs.errors import AskdocsError, LoadError
-from askdocs.load import SourceFile, content_hash, discover, read, read_bytes
+from askdocs.errors import AskdocsError, LoadError, StoreError
+from askdocs.load import MAX_FILE_BYTES, SourceFile, content_hash, discover, read, read_bytes
 from askdocs.store import DocState, MilvusStore
 
 
@@ -237,6 +237,7 @@ class Ingestor:
         ensure_collection: Callable[[], None],
         batch_size: int = 256,
         progress: ProgressSink | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.store = store
         self._chunker = chunker
@@ -244,6 +245,7 @@ class Ingestor:
         self._ensure_collection = ensure_collection
         self.batch_size = batch_size
         self.progress = progress or _NoProgress()
+        self.max_file_bytes = max_file_bytes
         self.report = IngestReport()
         self._time = partial(_timed, self.report.stages)
         self._pending: deque[Chunk] = deque()
@@ -257,6 +259,18 @@ class Ingestor:
         self.progress.failed(path, reason)
 
     def run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
+        """Ingest ``inputs``; a Milvus failure ends the run with one error that says what to do next."""
+        try:
+            return self._run(inputs, prune)
+        except StoreError as exc:
+            if "again" in str(exc):
+                raise
+            # The write order (see the module docstring) keeps every document written so far complete.
+            raise StoreError(
+                f"{exc} The ingest stopped; documents written so far are complete: run it again to finish."
+            ) from None
+
+    def _run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
         started = time.perf_counter()
         inputs = list(inputs)
         with self._time("discover"):
@@ -311,7 +325,7 @@ class Ingestor:
         out = _Prepared(file, state)
         try:
             with self._time("load"):
-                data = read_bytes(file)
+                data = read_bytes(file, self.max_file_bytes)
                 out.version = self._chunker().version_hash(content_hash(data))
             if state is not None and state.complete(out.version):
                 return out

@@ -238,12 +238,13 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
     return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
 
 
-def read_bytes(file: SourceFile) -> bytes:
+def read_bytes(file: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The file's bytes, refusing oversized files before they are read into memory."""
     try:
         size = file.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
+        if size > max_bytes:
+            limit = f"over the {max_bytes / 2**20:g} MiB limit (the max_file_mb setting, ASKDOCS_MAX_FILE_MB)"
+            raise LoadError(f"file is {size / 2**20:.0f} MiB, {limit}")
         return file.path.read_bytes()
     except LoadError:
         raise

@@ -1,0 +1,106 @@
+"""The store on the default engine (Milvus Lite 2.5, Milvus's C++ engine): ranking that stays right as
+documents arrive, metadata that survives a restart, the file lock, and one engine call per search."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from askdocs.errors import StoreError
+from askdocs.store import is_lite, lite_engine
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "milvus-docs"
+
+
+def test_default_engine_is_milvus_lite_2_5() -> None:
+    engine = lite_engine()
+    assert engine is not None and engine.startswith("2.5."), engine
+
+
+def test_one_rule_for_lite() -> None:
+    assert is_lite("./askdocs.db") and is_lite("/x/y/index.db")
+    assert not is_lite("http://127.0.0.1:19530") and not is_lite("https://h:443")
+
+
+def test_bm25_ranks_a_later_document_first_for_its_words(make_index, tmp_path: Path) -> None:
+    """A document ingested after the corpus is scored with the whole collection's statistics (Lite 3 scored
+    it as if alone and buried it under older chunks that only repeat one of its words)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus)
+    decoy = sorted(corpus.rglob("*.md"))[0]
+    decoy.write_text(decoy.read_text(encoding="utf-8") + "\n\nzebra zebra\n", encoding="utf-8")
+    index = make_index()
+    index.ingest(corpus)
+    later = tmp_path / "zdir"
+    later.mkdir()
+    (later / "zebra.md").write_text("# Key rotation\n\nZebra rotates keys every night. zebra zebra.\n")
+    report = index.ingest(later)
+    assert report.added == 1
+    for mode in ("bm25", "hybrid"):
+        hits = index.search("Zebra rotates keys", k=5, mode=mode)
+        assert hits[0].source == "zebra.md", (mode, [(h.source, h.score) for h in hits])
+
+
+def test_metadata_survives_a_restart_of_the_engine(make_index, docs: Path, db: str) -> None:
+    """Milvus Lite 2.5 drops collection properties on restart; the model must still be known."""
+    index = make_index()
+    index.ingest(docs)
+    index.close()
+    again = make_index()
+    assert again.store.meta()["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert again.store.supports_bm25
+
+
+def test_search_makes_one_engine_call_per_route(make_index, docs: Path) -> None:
+    index = make_index()
+    index.ingest(docs)
+    index.search("HNSW", mode="hybrid")  # warm: metadata read once
+    client = index.store.client
+    calls: list[str] = []
+    for name in ("search", "hybrid_search", "has_collection", "describe_collection", "load_collection", "query"):
+        original = getattr(client, name)
+
+        def spy(*a, _name=name, _original=original, **kw):
+            calls.append(_name)
+            return _original(*a, **kw)
+
+        setattr(client, name, spy)
+    index.settings.fusion = "rrf"
+    index.retriever.dense_weight = None
+    for mode, expected in (("dense", ["search"]), ("bm25", ["search"]), ("hybrid", ["hybrid_search"])):
+        calls.clear()
+        assert index.search("HNSW graph", mode=mode)
+        assert calls == expected, (mode, calls)
+
+
+def test_a_file_open_in_another_process_is_named(tmp_path: Path) -> None:
+    db = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-c",
+         f"from pymilvus import MilvusClient; c = MilvusClient({str(db)!r}); print('open', flush=True); input()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        from askdocs.store import MilvusStore
+
+        store = MilvusStore(str(db), "askdocs")
+        with pytest.raises(StoreError, match="already open in another process"):
+            store.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_milvus_lite_3_folder_gets_a_clear_message(tmp_path: Path) -> None:
+    from askdocs.store import MilvusStore
+
+    old = tmp_path / "old.db"
+    old.mkdir()
+    (old / "LOCK").write_text("")
+    with pytest.raises(StoreError, match="Milvus Lite 3 index"):
+        MilvusStore(str(old), "askdocs").exists()

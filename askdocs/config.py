@@ -193,8 +193,10 @@ class Settings(BaseSettings):
 
     @property
     def is_lite(self) -> bool:
-        """Milvus Lite is chosen by a local file URI, as in pymilvus itself."""
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
+        """Milvus Lite is chosen by a local file URI, as in pymilvus itself (the store's one rule)."""
+        from askdocs.store import is_lite
+
+        return is_lite(self.milvus_uri)
 
 
 def load_settings(**overrides: object) -> Settings:

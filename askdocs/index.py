@@ -25,7 +25,7 @@ from askdocs.embed import (
 from askdocs.errors import AskdocsError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever
-from askdocs.store import Hit, MilvusStore, literal
+from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
 
 
 def canonical_model(name: str) -> str:
@@ -54,6 +54,7 @@ class IndexStatus:
     size_bytes: int | None = None
     chunking: str | None = None
     other_collections: list[str] = field(default_factory=list)
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -217,6 +218,11 @@ class Index:
         st.documents = len(states)
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
+        if s.is_lite and st.chunks > LITE_CHUNK_LIMIT:
+            st.warning = (
+                f"{st.chunks:,} chunks is past the {LITE_CHUNK_LIMIT:,} up to which Milvus Lite was measured to answer "
+                "a hybrid search in under 50 ms: serve this collection from a Milvus server and use --uri http://HOST:19530"
+            )
         return st
 
     def close(self) -> None:

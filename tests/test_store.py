@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,54 @@ def test_a_milvus_lite_3_folder_gets_a_clear_message(tmp_path: Path) -> None:
     (old / "LOCK").write_text("")
     with pytest.raises(StoreError, match="Milvus Lite 3 index"):
         MilvusStore(str(old), "askdocs").exists()
+
+
+def test_status_warns_past_the_measured_lite_size(make_index, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import askdocs.index
+
+    index = make_index()
+    index.ingest(docs)
+    assert index.status().warning is None
+    monkeypatch.setattr(askdocs.index, "LITE_CHUNK_LIMIT", 2)
+    warning = index.status().warning
+    assert warning is not None and "Milvus server" in warning and "--uri" in warning
+
+
+def test_milvus_lite_server_mode_serves_a_file_to_askdocs(make_index, docs: Path, tmp_path: Path) -> None:
+    """Milvus Lite 2.5's own server mode (``milvus_lite.server.Server`` with an address), bound to loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "served.db"
+    code = (
+        "from milvus_lite.server import Server; import sys; "
+        f"s = Server({str(db)!r}, '127.0.0.1:{port}'); assert s.init() and s.start(); print('up', flush=True); "
+        "sys.stdin.read(); s.stop()"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "up"
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        index = make_index(milvus_uri=f"http://127.0.0.1:{port}")
+        report = index.ingest(docs)
+        assert report.added == 4 and report.failed == 0
+        assert index.store.supports_bm25
+        for mode in ("dense", "bm25", "hybrid"):
+            assert index.search("Which lock does VACUUM FULL take?", mode=mode)[0].source == "page.html", mode
+        index.close()
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()  # the script then stops the engine process (SIGKILL after 2 s)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -122,8 +122,7 @@ class Schema:
         if self.exists():
             self.check_model(model, dim)
             return
-        # Milvus Lite runs BM25 (and Lite 2.5 does not implement GetVersion); a server says what it is.
-        version = "milvus-lite" if self.conn.lite is not None else str(self.conn.call("get_server_version"))
+        version = self._server_version()
         bm25 = bm25_capable(version)
         if not bm25:
             log.warning(
@@ -183,6 +182,17 @@ class Schema:
         self.conn.retrying(op)
         self._info = CollectionInfo(meta, bm25)
         self._loaded_generation = self.conn.generation  # create_collection with indexes loads it
+
+    def _server_version(self) -> str:
+        """The server's version; Milvus Lite (embedded, or its server mode) does not implement GetVersion."""
+        if self.conn.lite is not None:
+            return "milvus-lite"
+        try:
+            return str(self.conn.call("get_server_version"))
+        except StoreError as exc:
+            if "unimplemented" in str(exc).lower():
+                return "milvus-lite (server mode)"
+            raise
 
     def drop(self) -> bool:
         self.forget()

@@ -156,13 +156,22 @@ def part_freshness(client, base, vocab) -> dict:
     vec = np.random.default_rng(9).standard_normal(DIM).astype(np.float32)
     client.insert("fresh", [{"id": 10**9, "text": ZEBRA, "vector": (vec / np.linalg.norm(vec)).tolist()}])
     client.flush("fresh")
-    res = client.search("fresh", data=["Zebra rotates keys"], anns_field="sparse", limit=5, output_fields=["id"],
-                        search_params={"metric_type": "BM25"})[0]
+    res = client.search(
+        "fresh",
+        data=["Zebra rotates keys"],
+        anns_field="sparse",
+        limit=5,
+        output_fields=["id"],
+        search_params={"metric_type": "BM25"},
+    )[0]
     ranked = [(int(r["id"]), round(float(r["distance"]), 2)) for r in res]
     ids = [i for i, _ in ranked]
     client.drop_collection("fresh")
-    return {"rank_of_new_row": ids.index(10**9) + 1 if 10**9 in ids else None, "top": ranked[:3],
-            "passes": bool(ids) and ids[0] == 10**9}
+    return {
+        "rank_of_new_row": ids.index(10**9) + 1 if 10**9 in ids else None,
+        "top": ranked[:3],
+        "passes": bool(ids) and ids[0] == 10**9,
+    }
 
 
 def part_features(client, base, vocab) -> dict:
@@ -187,17 +196,21 @@ def part_features(client, base, vocab) -> dict:
     q = np.asarray(rows[1]["vector"], dtype=np.float32)
 
     def stop():
-        hits = client.search("feat", data=["the of and"], anns_field="sparse", limit=3,
-                             search_params={"metric_type": "BM25"})[0]
+        hits = client.search(
+            "feat", data=["the of and"], anns_field="sparse", limit=3, search_params={"metric_type": "BM25"}
+        )[0]
         assert not hits, f"stop words matched {len(hits)} rows"
-        hits = client.search("feat", data=["the rotation"], anns_field="sparse", limit=1,
-                             search_params={"metric_type": "BM25"})[0]
+        hits = client.search(
+            "feat", data=["the rotation"], anns_field="sparse", limit=1, search_params={"metric_type": "BM25"}
+        )[0]
         assert hits and hits[0]["id"] == 1, hits
         return "stop-word-only query matches nothing"
 
     def hybrid(ranker):
-        reqs = [AnnSearchRequest([q.tolist()], "vector", {"metric_type": "COSINE"}, 10),
-                AnnSearchRequest(["rotation keys"], "sparse", {"metric_type": "BM25"}, 10)]
+        reqs = [
+            AnnSearchRequest([q.tolist()], "vector", {"metric_type": "COSINE"}, 10),
+            AnnSearchRequest(["rotation keys"], "sparse", {"metric_type": "BM25"}, 10),
+        ]
         hits = client.hybrid_search("feat", reqs, ranker, limit=5)[0]
         assert hits[0]["id"] == 1, hits
         return ""
@@ -206,11 +219,17 @@ def part_features(client, base, vocab) -> dict:
         s2, idx2 = schema(client, {"tokenizer": "jieba"})
         client.create_collection("feat_zh", schema=s2, index_params=idx2)
         v = np.eye(DIM, dtype=np.float32)
-        client.insert("feat_zh", [{"id": 1, "text": "向量数据库支持混合搜索", "vector": v[0].tolist()},
-                                  {"id": 2, "text": "今天天气很好", "vector": v[1].tolist()}])
+        client.insert(
+            "feat_zh",
+            [
+                {"id": 1, "text": "向量数据库支持混合搜索", "vector": v[0].tolist()},
+                {"id": 2, "text": "今天天气很好", "vector": v[1].tolist()},
+            ],
+        )
         client.flush("feat_zh")
-        hits = client.search("feat_zh", data=["混合搜索"], anns_field="sparse", limit=2,
-                             search_params={"metric_type": "BM25"})[0]
+        hits = client.search(
+            "feat_zh", data=["混合搜索"], anns_field="sparse", limit=2, search_params={"metric_type": "BM25"}
+        )[0]
         client.drop_collection("feat_zh")
         assert [h["id"] for h in hits] == [1], hits
         return ""
@@ -225,7 +244,7 @@ def part_features(client, base, vocab) -> dict:
         return ""
 
     def delete():
-        client.delete("feat", filter="id in [3, 4] or text like \"rotation%\"")
+        client.delete("feat", filter='id in [3, 4] or text like "rotation%"')
         left = client.query("feat", filter="id in [1, 3, 4, 5]", output_fields=["id"])
         assert sorted(r["id"] for r in left) == [5], left
         return ""
@@ -271,8 +290,9 @@ def open_close(db: str) -> tuple[float, float]:
     """Open (client, load, first search) and close time in a fresh process, pymilvus already imported."""
     import subprocess
 
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", OPEN_CLOSE, db], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", OPEN_CLOSE, db], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -306,24 +326,43 @@ def part_scale(db: str, base, vocab, sizes: list[int], queries: int, budget_s: f
         qv = qv.tolist()
 
         def dense(i, client=client, qv=qv):
-            client.search("scale", data=[qv[i]], anns_field="vector", limit=10, output_fields=["text"],
-                          search_params={"metric_type": "COSINE"})
+            client.search(
+                "scale",
+                data=[qv[i]],
+                anns_field="vector",
+                limit=10,
+                output_fields=["text"],
+                search_params={"metric_type": "COSINE"},
+            )
 
         def bm25(i, client=client):
-            client.search("scale", data=[qtexts[i]], anns_field="sparse", limit=10, output_fields=["text"],
-                          search_params={"metric_type": "BM25"})
+            client.search(
+                "scale",
+                data=[qtexts[i]],
+                anns_field="sparse",
+                limit=10,
+                output_fields=["text"],
+                search_params={"metric_type": "BM25"},
+            )
 
         def hybrid(i, client=client, qv=qv):
-            reqs = [AnnSearchRequest([qv[i]], "vector", {"metric_type": "COSINE"}, 50),
-                    AnnSearchRequest([qtexts[i]], "sparse", {"metric_type": "BM25"}, 50)]
+            reqs = [
+                AnnSearchRequest([qv[i]], "vector", {"metric_type": "COSINE"}, 50),
+                AnnSearchRequest([qtexts[i]], "sparse", {"metric_type": "BM25"}, 50),
+            ]
             client.hybrid_search("scale", reqs, RRFRanker(60), limit=10, output_fields=["text"])
 
         for fn in (dense, bm25, hybrid):
             fn(0)  # warm
-        row = {"rows": size, "dense": timed(dense, queries), "bm25": timed(bm25, queries),
-               "hybrid": timed(hybrid, queries), "rss_mb": round(tree_rss_mb()),
-               "insert_rows_per_s": round(have / insert_s),
-               "insert_flush_rows_per_s": round(have / (insert_s + flush_s))}
+        row = {
+            "rows": size,
+            "dense": timed(dense, queries),
+            "bm25": timed(bm25, queries),
+            "hybrid": timed(hybrid, queries),
+            "rss_mb": round(tree_rss_mb()),
+            "insert_rows_per_s": round(have / insert_s),
+            "insert_flush_rows_per_s": round(have / (insert_s + flush_s)),
+        }
         client.close()
         release(db)
         row["open_load_first_search_s"], row["close_s"] = open_close(db)
@@ -354,9 +393,16 @@ def run(args) -> None:
         client.close()
         sizes = [int(s) for s in args.sizes.split(",")]
         scale = part_scale(os.path.join(tmp, "scale.db"), base, vocab, sizes, args.queries, args.budget)
-    res = {"engine": name, "python": sys.version.split()[0], "base_chunks": len(base), "freshness": fresh,
-           "features": feats, "scale": scale, "sizes_asked": sizes, "when": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                             time.gmtime())}
+    res = {
+        "engine": name,
+        "python": sys.version.split()[0],
+        "base_chunks": len(base),
+        "freshness": fresh,
+        "features": feats,
+        "scale": scale,
+        "sizes_asked": sizes,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     from importlib.metadata import version
 
     out = OUT / f"engines-{version('milvus-lite')}.json"
@@ -366,23 +412,38 @@ def run(args) -> None:
 
 def merge(_args) -> None:
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("engines-*.json"))]
-    lines = ["# Milvus Lite engines side by side", "",
-             "`benchmarks/engines.py` (bare pymilvus; see its docstring). Each engine in its own virtualenv, run one "
-             "after the other on the same machine; the machine was shared with other engineers' jobs (2 cores), "
-             "so read the ratios, not the absolute times.", ""]
+    lines = [
+        "# Milvus Lite engines side by side",
+        "",
+        "`benchmarks/engines.py` (bare pymilvus; see its docstring). Each engine in its own virtualenv, run one "
+        "after the other on the same machine; the machine was shared with other engineers' jobs (2 cores), "
+        "so read the ratios, not the absolute times.",
+        "",
+    ]
     lines += ["## BM25 freshness", "", "| engine | new row's rank | top 3 (id, score) | passes |", "|---|---|---|---|"]
     for r in runs:
         f = r["freshness"]
         lines.append(f"| {r['engine']} | {f['rank_of_new_row']} | {f['top']} | {'yes' if f['passes'] else 'NO'} |")
-    lines += ["", "New row id 1000000000; the decoy (an old row with \"zebra zebra\" appended) is id 7.", "",
-              "## Features askdocs uses", "", "| feature | " + " | ".join(r["engine"] for r in runs) + " |",
-              "|---|" + "---|" * len(runs)]
+    lines += [
+        "",
+        'New row id 1000000000; the decoy (an old row with "zebra zebra" appended) is id 7.',
+        "",
+        "## Features askdocs uses",
+        "",
+        "| feature | " + " | ".join(r["engine"] for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
     for feat in runs[0]["features"]:
         lines.append(f"| {feat} | " + " | ".join(r["features"].get(feat, "-") for r in runs) + " |")
     nq = runs[0]["scale"][0]["dense"]["n"] if runs[0]["scale"] else 0
-    lines += ["", f"## Scale (top-10, one query per call, {nq} queries; ms)", "",
-              "| engine | rows | dense p50 | BM25 p50 | hybrid p50 | hybrid p95 | insert rows/s | insert+flush rows/s "
-              "| RSS MB | close s | open+load+1st search s |", "|---|" + "---|" * 10]
+    lines += [
+        "",
+        f"## Scale (top-10, one query per call, {nq} queries; ms)",
+        "",
+        "| engine | rows | dense p50 | BM25 p50 | hybrid p50 | hybrid p95 | insert rows/s | insert+flush rows/s "
+        "| RSS MB | close s | open+load+1st search s |",
+        "|---|" + "---|" * 10,
+    ]
     for r in runs:
         for s in r["scale"]:
             lines.append(
@@ -393,20 +454,31 @@ def merge(_args) -> None:
             )
     if len(runs) == 2:
         a, b = runs
-        lines += ["", f"## Ratios ({b['engine']} time / {a['engine']} time)", "", "| rows | dense | BM25 | hybrid |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Ratios ({b['engine']} time / {a['engine']} time)",
+            "",
+            "| rows | dense | BM25 | hybrid |",
+            "|---|---|---|---|",
+        ]
         bs = {s["rows"]: s for s in b["scale"]}
         for s in a["scale"]:
             o = bs.get(s["rows"])
             if o:
-                lines.append(f"| {s['rows']:,} | " + " | ".join(
-                    f"{o[m]['p50'] / s[m]['p50']:.0f}×" for m in ("dense", "bm25", "hybrid")) + " |")
-    lines += ["", "WeightedRanker \"ok\": the right first hit here. Through askdocs, Milvus Lite 2.5.1's "
-              "WeightedRanker normalised BM25 as a distance (1 - 2·atan(x)/π: the best keyword match fused lowest), "
-              "so askdocs fuses weighted scores itself (askdocs/store/search.py); RRF stays in Milvus.",
-              "Open+load+first search is a fresh process (pymilvus imported first); Lite 2.5 starts its engine "
-              "process and loads the segments then. Memory is the RSS of the process tree (Lite 2.5's engine "
-              "is a child process)."]
+                lines.append(
+                    f"| {s['rows']:,} | "
+                    + " | ".join(f"{o[m]['p50'] / s[m]['p50']:.0f}×" for m in ("dense", "bm25", "hybrid"))
+                    + " |"
+                )
+    lines += [
+        "",
+        'WeightedRanker "ok": the right first hit here. Through askdocs, Milvus Lite 2.5.1\'s '
+        "WeightedRanker normalised BM25 as a distance (1 - 2·atan(x)/π: the best keyword match fused lowest), "
+        "so askdocs fuses weighted scores itself (askdocs/store/search.py); RRF stays in Milvus.",
+        "Open+load+first search is a fresh process (pymilvus imported first); Lite 2.5 starts its engine "
+        "process and loads the segments then. Memory is the RSS of the process tree (Lite 2.5's engine "
+        "is a child process).",
+    ]
     for r in runs:
         missing = [s for s in r["sizes_asked"] if s not in {x["rows"] for x in r["scale"]}]
         if missing:

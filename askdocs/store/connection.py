@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import re
@@ -59,8 +60,11 @@ _HELD = (
     "Milvus Lite file {uri} is already open in another process (Lite allows one). Stop that process, "
     "or share the index through a Milvus server (a Milvus standalone, or Milvus Lite's own: "
     "`python -c \"from milvus_lite.server import Server; s = Server('{uri}', '127.0.0.1:19530'); s.start(); "
-    "input()\"`) and --uri http://127.0.0.1:19530."
+    'input()"`) and --uri http://127.0.0.1:19530.'
 )
+
+# One pymilvus connection alias per askdocs connection (see Connection._connect).
+_ALIASES = itertools.count(1)
 
 # Processes of this interpreter that use each Lite file (pymilvus shares one Lite engine per file and process).
 _LITE_USERS: dict[str, int] = {}
@@ -219,7 +223,12 @@ class Connection:
             # falls back to a client-side one and logs the harmless miss.
             logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # failures reach us, explained
             self.lite.precheck()
-        client = MilvusClient(uri=self.uri, token=self.token or "")
+        # pymilvus names a client's connection after its URI (and token), so every client of one URI shares it,
+        # and ``close()`` removes it for all of them: one Index closing (a second server, a finished ingest job)
+        # left every other handle on the file with "should create connection first".  A private alias keeps
+        # each connection to itself; Lite's engine is still one per file (pymilvus's server manager).
+        alias = f"askdocs-{os.getpid()}-{next(_ALIASES)}"
+        client = MilvusClient(uri=self.uri, token=self.token or "", alias=alias)
         if self.lite is not None:
             self.lite.opened()
         return client

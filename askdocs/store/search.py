@@ -25,6 +25,7 @@ class Hit:
     chunk_index: int = 0
     start: int = 0
     end: int = 0
+    search_text: str = ""  # what was embedded and BM25-indexed (context + text): the reranker reads it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ def hits(results: Any, bm25: bool = False) -> list[list[Hit]]:
                     chunk_index=int(e["chunk_index"]),
                     start=int(e["start"]),
                     end=int(e["end"]),
+                    search_text=e.get("search_text") or "",
                 )
             )
         out.append(row)

@@ -735,6 +735,8 @@ def status(
     if st.other_collections:
         table.add_row("other collections", ", ".join(st.other_collections))
     out.print(table)
+    if st.warning:
+        err.print(f"[yellow]warning:[/] {st.warning}")
 
 
 @app.command()

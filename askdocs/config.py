@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
     index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
     metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
+    milvus_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a call waits out a Milvus server that went away mid-run (restart); 0: fail at once.",
+    )
 
     # --- embedding ---------------------------------------------------------
     embed_model: str | None = Field(
@@ -133,6 +138,9 @@ class Settings(BaseSettings):
         128,
         gt=0,
         description="A PDF whose page contents inflate past this in total is reported, not parsed (a bomb).",
+    )
+    max_file_mb: float = Field(
+        64, gt=0, description="Larger files are reported and skipped (64 MiB of text is ~130,000 chunks to embed)."
     )
 
     # --- retrieval ---------------------------------------------------------
@@ -291,8 +299,10 @@ class Settings(BaseSettings):
 
     @property
     def is_lite(self) -> bool:
-        """Milvus Lite is chosen by a local file URI, as in pymilvus itself."""
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:", "grpc://"))
+        """Milvus Lite is chosen by a local file URI, as in pymilvus itself (the store's one rule)."""
+        from askdocs.store import is_lite
+
+        return is_lite(self.milvus_uri)
 
 
 def load_settings(**overrides: object) -> Settings:

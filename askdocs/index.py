@@ -19,7 +19,7 @@ from askdocs.embed import Embedder, canonical_model, default_backend, default_mo
 from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
-from askdocs.store import Hit, MilvusStore, literal
+from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
 
 
 @dataclass
@@ -44,6 +44,7 @@ class IndexStatus:
     size_bytes: int | None = None
     chunking: str | None = None
     other_collections: list[str] = field(default_factory=list)
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -70,7 +71,9 @@ class Index:
         """
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         s = self.settings
-        self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
+        self.store = MilvusStore(
+            s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type, s.milvus_retry_seconds
+        )
         self._shared: Embedder | None = embedder
         self._embedder: Embedder | None = None
         self._chunker: Chunker | None = None
@@ -213,6 +216,7 @@ class Index:
             batch_size=max(self.settings.embed_batch_size * 4, 64),
             progress=progress,
             pdf_max_inflated=int(self.settings.pdf_max_inflated_mb * 2**20),
+            max_file_bytes=int(self.settings.max_file_mb * 2**20),
             **more,
         )
         self.last_ingestor = ingestor
@@ -276,4 +280,9 @@ class Index:
         st.documents = len(states)
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
+        if s.is_lite and st.chunks > LITE_CHUNK_LIMIT:
+            st.warning = (
+                f"{st.chunks:,} chunks is past the {LITE_CHUNK_LIMIT:,} up to which Milvus Lite was measured to answer "
+                "a hybrid search in under 50 ms: serve this collection from a Milvus server and use --uri http://HOST:19530"
+            )
         return st

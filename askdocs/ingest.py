@@ -31,8 +31,8 @@ from typing import Protocol
 from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
-from askdocs.errors import AskdocsError, LoadError
-from askdocs.load import MAX_PDF_INFLATED_BYTES, SourceFile, content_hash, discover, read, read_bytes
+from askdocs.errors import AskdocsError, LoadError, StoreError
+from askdocs.load import MAX_FILE_BYTES, MAX_PDF_INFLATED_BYTES, SourceFile, content_hash, discover, read, read_bytes
 from askdocs.store import DocState, MilvusStore
 
 
@@ -228,6 +228,7 @@ def prepare_file(
     chunker: Chunker,
     timer: Callable[[str], AbstractContextManager],
     pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Prepared:
     """Hash one file, and unless ``state`` holds that version complete, decode, clean and chunk it.
 
@@ -236,7 +237,7 @@ def prepare_file(
     out = Prepared(file, state)
     try:
         with timer("load"):
-            data = read_bytes(file)
+            data = read_bytes(file, max_file_bytes)
             out.version = chunker.version_hash(content_hash(data))
         if state is not None and state.complete(out.version):
             return out
@@ -269,6 +270,7 @@ class Ingestor:
         batch_size: int = 256,
         progress: ProgressSink | None = None,
         pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.store = store
         self.pdf_max_inflated = pdf_max_inflated
@@ -277,6 +279,7 @@ class Ingestor:
         self._ensure_collection = ensure_collection
         self.batch_size = batch_size
         self.progress = progress or _NoProgress()
+        self.max_file_bytes = max_file_bytes
         self.report = IngestReport()
         self._time = partial(_timed, self.report.stages)
         self._pending: deque[Chunk] = deque()
@@ -290,6 +293,18 @@ class Ingestor:
         self.progress.failed(path, reason)
 
     def run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
+        """Ingest ``inputs``; a Milvus failure ends the run with one error that says what to do next."""
+        try:
+            return self._run(inputs, prune)
+        except StoreError as exc:
+            if "again" in str(exc):
+                raise
+            # The write order (see the module docstring) keeps every document written so far complete.
+            raise StoreError(
+                f"{exc} The ingest stopped; documents written so far are complete: run it again to finish."
+            ) from None
+
+    def _run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
         started = time.perf_counter()
         inputs = list(inputs)
         with self._time("discover"):
@@ -341,7 +356,7 @@ class Ingestor:
 
     def _prepare(self, file: SourceFile, state: DocState | None) -> Prepared:
         """Reader thread: hash, and unless the stored version is complete, decode, clean and chunk."""
-        return prepare_file(file, state, self._chunker(), self._time, self.pdf_max_inflated)
+        return prepare_file(file, state, self._chunker(), self._time, self.pdf_max_inflated, self.max_file_bytes)
 
     def _prepared(self, work: list[tuple[SourceFile, DocState | None]]) -> Iterable[Prepared]:
         """The files to account for, prepared, in any order: here by the reader thread (Ray overrides it)."""

@@ -284,7 +284,7 @@ def read_bytes(file: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     At most ``max_bytes + 1`` bytes are ever read, so a file that grows after the size check (a log
     being written) cannot slip a larger read past the limit.
     """
-    limit = f"over the {max_bytes / 2**20:g} MiB limit"
+    limit = f"over the {max_bytes / 2**20:g} MiB limit (the max_file_mb setting, ASKDOCS_MAX_FILE_MB)"
     try:
         size = file.path.stat().st_size
         if size > max_bytes:

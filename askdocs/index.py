@@ -212,6 +212,7 @@ class Index:
             ensure_collection=self._ensure_collection,
             batch_size=max(self.settings.embed_batch_size * 4, 64),
             progress=progress,
+            pdf_max_inflated=int(self.settings.pdf_max_inflated_mb * 2**20),
             **more,
         )
         self.last_ingestor = ingestor

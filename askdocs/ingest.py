@@ -32,7 +32,7 @@ from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError, LoadError
-from askdocs.load import SourceFile, content_hash, discover, read, read_bytes
+from askdocs.load import MAX_PDF_INFLATED_BYTES, SourceFile, content_hash, discover, read, read_bytes
 from askdocs.store import DocState, MilvusStore
 
 
@@ -223,7 +223,11 @@ class _Writer:
 
 
 def prepare_file(
-    file: SourceFile, state: DocState | None, chunker: Chunker, timer: Callable[[str], AbstractContextManager]
+    file: SourceFile,
+    state: DocState | None,
+    chunker: Chunker,
+    timer: Callable[[str], AbstractContextManager],
+    pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
 ) -> Prepared:
     """Hash one file, and unless ``state`` holds that version complete, decode, clean and chunk it.
 
@@ -237,7 +241,7 @@ def prepare_file(
         if state is not None and state.complete(out.version):
             return out
         with timer("load"):
-            raw = read(file, data)
+            raw = read(file, data, pdf_max_inflated=pdf_max_inflated)
         with timer("clean"):
             doc = clean(raw)
         with timer("chunk"):
@@ -264,8 +268,10 @@ class Ingestor:
         ensure_collection: Callable[[], None],
         batch_size: int = 256,
         progress: ProgressSink | None = None,
+        pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
     ) -> None:
         self.store = store
+        self.pdf_max_inflated = pdf_max_inflated
         self._chunker = chunker
         self._embedder = embedder
         self._ensure_collection = ensure_collection
@@ -335,7 +341,7 @@ class Ingestor:
 
     def _prepare(self, file: SourceFile, state: DocState | None) -> Prepared:
         """Reader thread: hash, and unless the stored version is complete, decode, clean and chunk."""
-        return prepare_file(file, state, self._chunker(), self._time)
+        return prepare_file(file, state, self._chunker(), self._time, self.pdf_max_inflated)
 
     def _prepared(self, work: list[tuple[SourceFile, DocState | None]]) -> Iterable[Prepared]:
         """The files to account for, prepared, in any order: here by the reader thread (Ray overrides it)."""

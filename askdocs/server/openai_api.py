@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from askdocs.server.guards import public
+from askdocs.server.guards import check_chat, public
 from askdocs.server.protocol import ChatRequest, OpenAIChunks, RetrievalOptions, chat_history, completion, stream_answer
 from askdocs.server.service import Service, get_service
 
@@ -37,6 +38,8 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     Client system messages are ignored: askdocs's own system prompt keeps answers grounded.  The
     sources come back in an extra top-level ``sources`` field (and in the final stream chunk).
     """
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    check_chat(s.settings, [(f"messages.{i}.content", m.text()) for i, m in enumerate(req.messages)], max_tokens)
     collection, answerer = s.answerer(req.model)
     turns = chat_history(req.messages)
     if not turns or turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
@@ -44,13 +47,24 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     params = answerer.params(
         temperature=req.temperature,
         top_p=req.top_p,
-        max_tokens=req.max_completion_tokens or req.max_tokens,
+        max_tokens=max_tokens,
         seed=req.seed,
     )
     options = (req.askdocs or RetrievalOptions()).search_options()
-    prep = await run_in_threadpool(s.prepare, collection, turns[-1]["content"], turns[:-1], params, options)
-    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    if not req.stream:
-        return completion(rid, created, collection, await s.answer(collection, prep, params))
+    slot = s.admit()
+    try:
+        prep = await run_in_threadpool(s.prepare, collection, turns[-1]["content"], turns[:-1], params, options)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not req.stream:
+            try:
+                answer = await asyncio.wait_for(s.answer(collection, prep, params), s.settings.request_timeout_s)
+            except TimeoutError:
+                raise HTTPException(504, f"timed out after {s.settings.request_timeout_s:g} s") from None
+            finally:
+                slot.release()
+            return completion(rid, created, collection, answer)
+    except BaseException:
+        slot.release()
+        raise
     fmt = OpenAIChunks(rid, created, collection)
-    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings))
+    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings), slot)

@@ -139,6 +139,35 @@ class AnswerWriter {
     const ready = open >= 0 ? buf.slice(0, open) : buf;
     if (ready) this.node.append(ready);
   }
+  // Sentences the server found unsupported by the passage they cite (askdocs.support) are dimmed and
+  // marked; the rest of the answer is written as before.  A sentence not found verbatim stays plain.
+  markUnsupported(fullText, sentences) {
+    if (!(sentences || []).some((s) => s.supported === false)) return;
+    const parts = [];
+    let at = 0;
+    for (const s of sentences) {
+      const i = s.text ? fullText.indexOf(s.text, at) : -1;
+      if (i < 0) continue;
+      parts.push([fullText.slice(at, i), null], [s.text, s]);
+      at = i + s.text.length;
+    }
+    parts.push([fullText.slice(at), null]);
+    this.node.replaceChildren();
+    for (const [text, s] of parts) {
+      if (!text) continue;
+      if (!s || s.supported !== false) { this.write(text); continue; }
+      const span = el("span", { className: "unsupported", title: `Not supported by the cited passage: ${s.reason || ""}` });
+      span.append(el("span", { className: "marker", textContent: "✗ " }));
+      span.setAttribute("aria-label", "unsupported sentence");
+      const inner = new AnswerWriter(span);
+      inner.byN = this.byN;
+      inner.write(text);
+      if (inner.tail) span.append(inner.tail);
+      this.node.append(span);
+    }
+    if (this.tail) this.node.append(this.tail);
+    this.tail = "";
+  }
   finish(fullText) {
     // the final answer is authoritative (the server may trim it); re-render only if it differs
     const shown = this.node.textContent + this.tail;
@@ -245,6 +274,7 @@ $("ask-form").addEventListener("submit", async (ev) => {
         const text = msg.answer || "";
         if (msg.contexts) { contexts = msg.contexts; writer.setContexts(contexts); }
         writer.finish(text);
+        writer.markUnsupported(text, msg.sentences);
         if (!text) answerNode.append(el("span", { className: "muted", textContent: "(no answer generated: read the sources)" }));
         renderSources(sourcesList, contexts, new Set((msg.citations || []).map((c) => c.n)));
         const t = msg.timings || {};

@@ -215,6 +215,10 @@ class Embedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.document_prefix + t for t in texts] if self.document_prefix else texts)
 
+    def embed_as_is(self, texts: Sequence[str]) -> np.ndarray:
+        """The texts without any prefix or instruction: what an embeddings API whose client prefixes returns."""
+        return self._encode(texts)
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.query_instruction + t for t in texts])
 

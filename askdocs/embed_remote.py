@@ -204,11 +204,21 @@ class RemoteEmbedder(Embedder):
         finally:
             self._abort.clear()
 
+    # With input_type the server picks the model's prefixes (query:/passage:); without, askdocs adds them
+    # here, as the local embedders do, so a collection's vectors do not depend on where they were made.
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(texts, "passage")
+        if self.input_type or not self.document_prefix:
+            return self._embed(texts, "passage")
+        return self._embed([self.document_prefix + t for t in texts], "passage")
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if self.input_type:
+            return self._embed(texts, "query")
         return self._embed([self.query_instruction + t for t in texts], "query")
+
+    def embed_as_is(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, "passage")
 
 
 def remote_embedder(settings: Settings, model: str | None) -> RemoteEmbedder:

@@ -101,7 +101,7 @@ def _stage_timer(stages: dict[str, float], name: str) -> Iterator[None]:
         stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
 
 
-def _prepare_row(row: dict[str, Any], chunker: Chunker) -> dict[str, Any]:
+def _prepare_row(row: dict[str, Any], chunker: Chunker, pdf_max_inflated: int) -> dict[str, Any]:
     """Ray task: read, clean and chunk one file, with the local reader's function."""
     stages: dict[str, float] = {}
     file = SourceFile(Path(row["path"]), Path(row["root"]), row["source"], row["fmt"])
@@ -109,7 +109,7 @@ def _prepare_row(row: dict[str, Any], chunker: Chunker) -> dict[str, Any]:
     def timer(name: str) -> AbstractContextManager:
         return _stage_timer(stages, name)
 
-    prepared = prepare_file(file, None, chunker, timer)
+    prepared = prepare_file(file, None, chunker, timer, pdf_max_inflated)
     return {"source": file.source, "payload": pickle.dumps((prepared, stages))}
 
 
@@ -213,7 +213,9 @@ class RayIngestor(Ingestor):
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * pool)))
         # Tasks of their own (half a CPU each, so Ray does not fuse them into the actors): reading and
         # chunking the next files overlaps the embedding, as the local reader thread does.
-        ds = ds.map(_prepare_row, fn_kwargs={"chunker": chunker}, num_cpus=0.5)
+        ds = ds.map(
+            _prepare_row, fn_kwargs={"chunker": chunker, "pdf_max_inflated": self.pdf_max_inflated}, num_cpus=0.5
+        )
         with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated in name only
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(

@@ -25,6 +25,7 @@ from askdocs.config import Settings
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError
 from askdocs.generate import Generator
+from askdocs.server.embeddings_api import router as embeddings_router
 from askdocs.server.guards import RequestLimits, public
 from askdocs.server.openai_api import router as openai_router
 from askdocs.server.rest_api import router as rest_router
@@ -184,6 +185,7 @@ def create_app(
         return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(openai_router, dependencies=auth)
+    app.include_router(embeddings_router, dependencies=auth)
     app.include_router(rest_router, dependencies=auth)
     app.include_router(web_router)
     mount_static(app)

@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 
 from askdocs.answer import Answer, Prepared
 from askdocs.config import SearchMode
-from askdocs.errors import AskdocsError
+from askdocs.errors import AskdocsError, BadInputError
 from askdocs.retrieve import Condition, SearchOptions, filter_expression
 
 if TYPE_CHECKING:
@@ -108,6 +108,47 @@ class SearchRequest(RetrievalOptions):
 
 class PathsRequest(BaseModel):
     paths: list[ServerPath] = Field(min_length=1, max_length=1000)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's ``POST /v1/embeddings`` body.  Token-id inputs are not accepted: askdocs embeds text."""
+
+    model: str = Field(description="The embedding model the server runs (GET /api/info names it).")
+    input: str | list[str] = Field(description="A text, or a list of up to 2048 texts.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="Accepted only when it is the model's own dimension.")
+    user: str | None = None
+    input_type: Literal["query", "passage", "document"] | None = Field(
+        None,
+        description="Add the model's query instruction or document prefix (e5: 'query: '/'passage: '); "
+        "without it the texts are embedded as given.",
+    )
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts or len(texts) > 2048:
+            raise BadInputError(f"input must hold 1 to 2048 texts, not {len(texts)}")
+        if any(not t for t in texts):
+            raise BadInputError("input must not contain empty strings")
+        return texts
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32 bytes.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 # --------------------------------------------------------------------------- responses

@@ -347,3 +347,39 @@ def test_request_timeout_ends_an_answer(busy_server, local_llm) -> None:
         time.sleep(0.2)
     assert local_llm._lock.acquire(timeout=60)
     local_llm._lock.release()
+
+
+def test_non_streaming_disconnect_cancels_its_generation(busy_server, local_llm) -> None:
+    """F5: a whole (non-streaming) answer whose client goes away stops too.  Starlette does not notice a
+    disconnect while a non-streaming handler runs, so without the server watching for it the model wrote
+    all 4,000 tokens for nobody and the slot stayed taken."""
+    url, app = busy_server
+    service = app.state.service
+    timeout = httpx.Timeout(60, read=4)  # this client gives up after 4 s without a byte and hangs up
+    long_chat = chat([{"role": "user", "content": LONG["question"]}], max_tokens=4000)
+    with httpx.Client(base_url=url, timeout=timeout) as gone, pytest.raises(httpx.ReadTimeout):
+        gone.post("/v1/chat/completions", json=long_chat)
+    t = time.monotonic()
+    while service.in_flight:
+        assert time.monotonic() - t < 10, "the slot of a client that has gone is still taken"
+        time.sleep(0.1)
+    assert local_llm._lock.acquire(timeout=10), "the model is still generating for a client that has gone"
+    local_llm._lock.release()
+    with httpx.Client(base_url=url, timeout=120) as again:
+        r = again.post("/v1/chat/completions", json=chat([USER], max_tokens=4))
+        assert r.status_code == 200, r.text
+
+
+def test_cancelling_one_answer_leaves_the_rest_of_its_batch(local_llm) -> None:
+    """The micro-batcher runs several answers in one ``generate``: cancelling one row stops that row only,
+    and the others come out exactly as they would have."""
+    from askdocs.generate import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=12)
+    convs = [[{"role": "user", "content": LONG["question"]}], [USER]]
+    whole = local_llm.generate(convs, params)
+    gone, kept = threading.Event(), threading.Event()
+    gone.set()
+    cut = local_llm.generate(convs, params, cancelled=[gone, kept])
+    assert cut[0].finish_reason == "cancelled" and cut[0].completion_tokens <= 1
+    assert cut[1] == whole[1] and whole[0].completion_tokens > 1

@@ -86,6 +86,19 @@ def resolve_local_model(name: str | None) -> Path | str:
     return name
 
 
+def _stop_when_cancelled(events: Sequence[threading.Event]) -> object:
+    """A transformers stopping criterion: row ``i`` of a batch stops at its next token once ``events[i]`` is
+    set (its reader has gone); the other rows go on, and ``generate`` returns when every row has stopped."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+            return torch.tensor([e.is_set() for e in events], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Cancelled()])
+
+
 class LocalGenerator(BaseGenerator):
     """transformers ``generate`` with the model's chat template; streams through TextIteratorStreamer."""
 
@@ -154,7 +167,13 @@ class LocalGenerator(BaseGenerator):
                 f"context window of {self.max_context}: lower top_k or max_tokens"
             )
 
-    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: SamplingParams,
+        cancelled: Sequence[threading.Event] | None = None,
+    ) -> list[Generation]:
+        """``cancelled[i]`` set (conversation ``i``'s reader has gone) stops that row at its next token."""
         import torch
 
         if not conversations:
@@ -163,8 +182,9 @@ class LocalGenerator(BaseGenerator):
         for x in ids:
             self._check_fits(len(x), params)
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        stop = {"stopping_criteria": _stop_when_cancelled(cancelled)} if cancelled is not None else {}
         with self._lock, torch.inference_mode():
-            out = self.model.generate(**batch, **self._kwargs(params))
+            out = self.model.generate(**batch, **stop, **self._kwargs(params))
         width = batch["input_ids"].shape[1]
         gens = []
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
@@ -174,7 +194,10 @@ class LocalGenerator(BaseGenerator):
                 new.pop()
             finished = len(row) - width < params.max_tokens or (row[-1].item() in eos)
             text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-            gens.append(Generation(text, len(prompt), len(new), "stop" if finished else "length"))
+            reason = "stop" if finished else "length"
+            if cancelled is not None and cancelled[len(gens)].is_set():
+                reason = "cancelled"
+            gens.append(Generation(text, len(prompt), len(new), reason))
         return gens
 
     def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
@@ -185,14 +208,6 @@ class LocalGenerator(BaseGenerator):
         self._check_fits(len(ids), params)
 
         def pieces(ts: TokenStream) -> Iterator[str]:
-            from transformers import StoppingCriteria, StoppingCriteriaList
-
-            class Cancelled(StoppingCriteria):
-                """Stops ``generate`` at the next token once the reader has gone (``TokenStream.cancel``)."""
-
-                def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
-                    return torch.full((input_ids.shape[0],), ts.cancelled.is_set(), dtype=torch.bool)
-
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             counted: dict[str, int] = {}
             error: list[BaseException] = []
@@ -206,7 +221,7 @@ class LocalGenerator(BaseGenerator):
                         out = self.model.generate(
                             input_ids=torch.tensor([ids]),
                             streamer=streamer,
-                            stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                            stopping_criteria=_stop_when_cancelled([ts.cancelled]),  # TokenStream.cancel
                             **self._kwargs(params),
                         )
                     counted["completion"] = out.shape[1] - len(ids)

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from askdocs.server.guards import check_chat, public
@@ -32,7 +32,7 @@ async def models(s: Service = Depends(get_service)) -> dict[str, Any]:
 
 
 @router.post("/chat/completions")
-async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) -> Any:
+async def chat_completions(req: ChatRequest, request: Request, s: Service = Depends(get_service)) -> Any:
     """The last user message is the question; earlier user/assistant turns are the chat history.
 
     Client system messages are ignored: askdocs's own system prompt keeps answers grounded.  The
@@ -57,7 +57,9 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not req.stream:
             try:
-                answer = await asyncio.wait_for(s.answer(collection, prep, params), s.settings.request_timeout_s)
+                answer = await asyncio.wait_for(
+                    s.answer_while_connected(request, collection, prep, params), s.settings.request_timeout_s
+                )
             except TimeoutError:
                 raise HTTPException(504, f"timed out after {s.settings.request_timeout_s:g} s") from None
             finally:

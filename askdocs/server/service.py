@@ -20,6 +20,7 @@ model with vLLM's own server and point ``--llm-url`` at it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
@@ -52,26 +53,33 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- generation pool
 
+_Item = tuple[Sequence[Message], SamplingParams, Future[Generation], threading.Event]
+
 
 class MicroBatcher:
     """Hands concurrent requests to an in-process engine together, in one ``generate`` call.
 
     Requests that arrive while a batch is running wait for the next one, so the batch size follows
-    the load with no tuning; requests with different sampling parameters go in separate calls.
+    the load with no tuning; requests with different sampling parameters go in separate calls.  A
+    request's ``cancelled`` event stops its own row (when the engine takes ``cancelled``, as the
+    ``local`` one does), and the rest of the batch runs on.
     """
 
     def __init__(self, generator: Generator, max_batch: int = 64, gather_s: float = 0.01) -> None:
         self.generator = generator
         self.max_batch = max_batch
         self.gather_s = gather_s
-        self._queue: queue.Queue[tuple[Sequence[Message], SamplingParams, Future[Generation]] | None] = queue.Queue()
+        self._cancellable = "cancelled" in inspect.signature(generator.generate).parameters
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="askdocs-batcher", daemon=True)
         self._thread.start()
         self.batches: list[int] = []  # sizes, for /metrics and tests
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams) -> Future[Generation]:
+    def submit(
+        self, messages: Sequence[Message], params: SamplingParams, cancelled: threading.Event | None = None
+    ) -> Future[Generation]:
         fut: Future[Generation] = Future()
-        self._queue.put((messages, params, fut))
+        self._queue.put((messages, params, fut, cancelled or threading.Event()))
         return fut
 
     def _loop(self) -> None:
@@ -90,19 +98,20 @@ class MicroBatcher:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            groups: dict[SamplingParams, list[tuple[Sequence[Message], Future[Generation]]]] = {}
-            for messages, params, fut in batch:
+            groups: dict[SamplingParams, list[tuple[Sequence[Message], Future[Generation], threading.Event]]] = {}
+            for messages, params, fut, cancelled in batch:
                 if fut.set_running_or_notify_cancel():  # a waiter that has gone (cancelled) costs nothing
-                    groups.setdefault(params, []).append((messages, fut))
+                    groups.setdefault(params, []).append((messages, fut, cancelled))
             for params, items in groups.items():
                 self.batches.append(len(items))
+                stop = {"cancelled": [c for _, _, c in items]} if self._cancellable else {}
                 try:
-                    gens = self.generator.generate([m for m, _ in items], params)
+                    gens = self.generator.generate([m for m, _, _ in items], params, **stop)
                 except BaseException as e:  # every waiter learns of the failure
-                    for _, fut in items:
+                    for _, fut, _ in items:
                         fut.set_exception(e)
                     continue
-                for (_, fut), gen in zip(items, gens, strict=True):
+                for (_, fut, _), gen in zip(items, gens, strict=True):
                     fut.set_result(gen)
 
     def close(self) -> None:
@@ -286,9 +295,16 @@ class Service:
         return self.generator.generate([messages], params)[0]
 
     async def agenerate(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
-        """``generate`` for the event loop: a batched request waits on its future, not on a thread."""
+        """``generate`` for the event loop: a batched request waits on its future, not on a thread.
+
+        Cancelling the awaiting task (a timeout, a client that has gone) drops a queued request and
+        stops a running one at its next token; the rest of its batch goes on."""
         if self.batcher is not None:
-            return await asyncio.wrap_future(self.batcher.submit(messages, params))
+            cancelled = threading.Event()
+            try:
+                return await asyncio.wrap_future(self.batcher.submit(messages, params, cancelled))
+            finally:  # after a normal end this changes nothing
+                cancelled.set()
         return await run_in_threadpool(self.generate, messages, params)
 
     async def agenerate_for(self, prep: Prepared, params: SamplingParams) -> Generation:
@@ -322,6 +338,33 @@ class Service:
             assert ts.result is not None
             gen = ts.result
         yield "", self.finish(collection, prep, gen, time.perf_counter() - t0)
+
+    async def answer_while_connected(
+        self, request: Request, collection: str, prep: Prepared, params: SamplingParams
+    ) -> Answer:
+        """``answer``, stopped when the client hangs up: Starlette notices a disconnect only while it reads
+        the body or writes a stream, so a whole (non-streaming) answer would otherwise run to its end.
+
+        The watcher waits on ``receive`` (the body has been read, so the next message is the disconnect),
+        as sse-starlette does for streams.  Polling ``request.is_disconnected()`` every 0.25 s never saw
+        this disconnect (tried): behind a ``BaseHTTPMiddleware`` (``_measure``) its zero-timeout receive
+        is, as far as we can tell, cancelled inside the middleware's task group before the message returns.
+        """
+
+        async def gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        task = asyncio.ensure_future(self.answer(collection, prep, params))
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                raise HTTPException(499, "client closed the request")  # nobody reads it
+            return task.result()
+        finally:  # no-ops once done; else the generation stops at its next token (``agenerate``)
+            task.cancel()
+            watcher.cancel()
 
     def finish(self, collection: str, prep: Prepared, gen: Generation, seconds: float) -> Answer:
         answer = self.answerers[collection].finish(prep, gen, seconds)

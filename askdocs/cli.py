@@ -164,6 +164,9 @@ def ingest(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep syncing (with --prune) as files change, until Ctrl-C.")
+    ] = False,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size [env: ASKDOCS_CHUNK_SIZE]")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Chunk overlap [env: ASKDOCS_CHUNK_OVERLAP]")] = None,
     chunk_unit: Annotated[Optional[str], typer.Option(help="chars or tokens [env: ASKDOCS_CHUNK_UNIT]")] = None,
@@ -188,6 +191,11 @@ def ingest(
         chunk_unit=chunk_unit,
         embed_batch_size=batch_size,
     )
+    if watch:  # askdocs.watch: sync now and after every burst of changes
+        from askdocs.watch import watch_cli
+
+        with index:
+            return _run(watch_cli, index, paths, as_json=as_json, quiet=quiet, echo=err.print)
     with index, _RichProgress(enabled=not quiet and not as_json and err.is_terminal) as progress:
         report = _run(index.ingest, *paths, prune=prune, progress=progress)
     if as_json:
@@ -198,6 +206,8 @@ def ingest(
                 err.print(f"skipped {path}: {reason}", highlight=False)
         if not quiet:
             err.print(report.summary(), highlight=False)
+    if report.explicit_failures:  # a file the user named on its own must not fail in silence
+        raise _fail(f"not ingested: {', '.join(report.explicit_failures)} (see the reasons above)")
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise typer.Exit(1)
 
@@ -742,6 +752,33 @@ def reset(
             raise typer.Exit(1)
         dropped = _run(index.reset)
     err.print(f"dropped {name}" if dropped else f"{name} did not exist")
+
+
+@app.command("mcp")
+def mcp_command(
+    k: KOpt = None,
+    mode: ModeOpt = None,
+    llm_backend: BackendOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_url: LLMUrlOpt = None,
+    llm_api_key: LLMKeyOpt = None,
+    uri: UriOpt = None,
+    token: TokenOpt = None,
+    collection: CollOpt = None,
+    embed_model: ModelOpt = None,
+) -> None:
+    """Serve search, ask and list_documents as MCP tools over stdio, for agents and IDEs."""
+    from askdocs.config import load_settings
+    from askdocs.mcp_server import run_stdio
+
+    try:
+        settings = load_settings(
+            milvus_uri=uri, milvus_token=token, collection=collection, embed_model=embed_model, top_k=k,
+            search_mode=mode, llm_backend=llm_backend, llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key,
+        )  # fmt: skip
+    except Exception as exc:  # pydantic.ValidationError: bad setting values
+        raise _fail(f"invalid settings: {exc}") from None
+    _run(run_stdio, settings)
 
 
 def run() -> None:  # console-script entry point

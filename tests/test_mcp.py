@@ -1,0 +1,110 @@
+"""`askdocs mcp` through the official MCP SDK's own client over stdio, on the bundled sample.
+
+The server is a real subprocess (`python -m askdocs.cli mcp`) over a real Milvus Lite file,
+with the packaged MiniLM; `ask` runs with the `none` backend (passages only) and with the
+packaged SmolLM2 (`local`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from askdocs import Index
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "milvus-docs"
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder) -> str:
+    db = str(tmp_path_factory.mktemp("mcp") / "sample.db")
+    with Index(milvus_uri=db, embedder=embedder) as ix:  # closed: the server process must own the Lite file
+        assert ix.ingest(SAMPLE).chunks > 100
+    return db
+
+
+def _params(db: str, *args: str, **env: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "askdocs.cli", "mcp", "--uri", db, *args],
+        env={**os.environ, "ASKDOCS_EMBED_DEVICE": "cpu", **env},
+    )
+
+
+async def _session(params: StdioServerParameters, work) -> object:
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        return await work(session)
+
+
+def _payload(result) -> object:
+    assert not result.is_error, result.content
+    if result.structured_content is not None:
+        data = result.structured_content
+        return data.get("result", data) if isinstance(data, dict) and set(data) == {"result"} else data
+    return json.loads(result.content[0].text)
+
+
+def test_tools_search_and_list_documents_with_the_none_backend(sample_db: str) -> None:
+    async def work(session: ClientSession) -> dict:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        out = {"tools": tools}
+        out["search"] = await session.call_tool("search", {"query": "What do the parameters of HNSW mean?", "k": 3})
+        out["bm25"] = await session.call_tool("search", {"query": "efConstruction", "k": 2, "mode": "bm25"})
+        out["docs"] = await session.call_tool("list_documents", {})
+        out["ask"] = await session.call_tool("ask", {"question": "How do I install Milvus Lite?"})
+        out["bad"] = await session.call_tool("search", {"query": "x", "k": 0})
+        out["badfilter"] = await session.call_tool("search", {"query": "x", "filter": "no_such_field == 1"})
+        return out
+
+    out = anyio.run(_session, _params(sample_db, "--llm-backend", "none"), work)
+    assert set(out["tools"]) == {"search", "ask", "list_documents"}
+    schema = out["tools"]["search"].input_schema
+    assert schema["required"] == ["query"] and {"k", "mode", "filter"} <= set(schema["properties"])
+    assert "passages" in (out["tools"]["search"].description or "")
+
+    hits = _payload(out["search"])
+    assert [h["n"] for h in hits] == [1, 2, 3]
+    assert "hnsw" in hits[0]["source"].lower() or "index" in hits[0]["source"].lower(), hits[0]
+    assert hits[0]["score"] >= hits[-1]["score"] and hits[0]["text"]
+    assert any("efConstruction" in h["text"] for h in _payload(out["bm25"]))
+
+    docs = _payload(out["docs"])
+    on_disk = {p.relative_to(SAMPLE).as_posix() for p in SAMPLE.rglob("*.md")}
+    assert {d["source"] for d in docs} == on_disk and all(d["chunks"] > 0 for d in docs)
+
+    answer = _payload(out["ask"])
+    assert answer["answer"] == ""  # no LLM: the passages are the result
+    assert answer["passages"] and any("milvus" in p["text"].lower() for p in answer["passages"])
+    assert [p["score"] for p in answer["passages"]] == sorted((p["score"] for p in answer["passages"]), reverse=True)
+
+    assert out["bad"].is_error and "between 1 and 50" in out["bad"].content[0].text
+    assert out["badfilter"].is_error and "Traceback" not in out["badfilter"].content[0].text
+
+
+def test_ask_with_the_packaged_local_llm(sample_db: str) -> None:
+    async def work(session: ClientSession):
+        return await session.call_tool("ask", {"question": "What do the parameters of HNSW mean?", "k": 3})
+
+    params = _params(sample_db, "--llm-backend", "local", ASKDOCS_MAX_TOKENS="24", ASKDOCS_TEMPERATURE="0")
+    answer = _payload(anyio.run(_session, params, work))
+    assert answer["answer"].strip()
+    assert len(answer["passages"]) == 3 and {p["n"] for p in answer["passages"]} == {1, 2, 3}
+    assert answer["finish_reason"] in ("stop", "length")
+    for c in answer["citations"]:
+        assert c["n"] in {p["n"] for p in answer["passages"]}
+
+
+def test_list_documents_on_a_missing_collection_is_a_tool_error(tmp_path: Path) -> None:
+    async def work(session: ClientSession):
+        return await session.call_tool("list_documents", {})
+
+    result = anyio.run(_session, _params(str(tmp_path / "empty.db"), "--llm-backend", "none"), work)
+    assert result.is_error and "askdocs ingest" in result.content[0].text

@@ -13,9 +13,12 @@ servers eagerly and lists their tools before anyone asks anything.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from askdocs.errors import AskdocsError
 
@@ -64,6 +67,15 @@ class _Parts:
             self._index.close()
 
 
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """askdocs's one-line errors reach the client as the tool's error text (the SDK hides other exceptions)."""
+    try:
+        yield
+    except AskdocsError as exc:
+        raise ToolError(str(exc)) from None
+
+
 def _hit(rank: int, hit: Any) -> dict[str, Any]:
     return {
         "n": rank,
@@ -98,8 +110,8 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
             filter: optional Milvus filter over source, title, section, e.g. 'source like "guide/%"'.
         """
         if not 1 <= k <= 50:
-            raise ValueError("k must be between 1 and 50")
-        with parts.lock:
+            raise ToolError("k must be between 1 and 50")
+        with parts.lock, _tool_errors():
             hits = parts.index().search(query, k=k, mode=mode, filter=filter)
         return [_hit(i, h) for i, h in enumerate(hits, 1)]
 
@@ -114,7 +126,7 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
             question: the question, in natural language.
             k: how many passages to give the LLM; default: the configured top_k.
         """
-        with parts.lock:
+        with parts.lock, _tool_errors():
             answer = parts.answerer().ask(question, k=k)
         # best first, as in `askdocs ask`; the n of each passage is the [n] the answer cites
         contexts = sorted(answer.contexts, key=lambda c: -c.score)
@@ -131,7 +143,7 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
     @app.tool()
     def list_documents() -> list[dict[str, Any]]:
         """List the indexed documents: source path (the name `search` results use), title and chunk count."""
-        with parts.lock:
+        with parts.lock, _tool_errors():
             index = parts.index()
             if not index.store.exists():
                 raise AskdocsError(

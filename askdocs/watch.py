@@ -2,7 +2,8 @@
 
 ``watchfiles`` (Rust ``notify``: inotify on Linux, FSEvents on macOS) reports changes and
 debounces them: a burst of events (an editor's save-rename-chmod, a ``git checkout`` of a
-hundred files) arrives as one set once the folder has been quiet for ``debounce_ms``.  Each
+hundred files) arrives as one set once the folder has been quiet for ``quiet_ms`` (watchfiles's
+``step``), or after ``MAX_WAIT_MS`` of continuous changes, so a long copy still syncs as it goes.  Each
 set triggers one ``Index.ingest(..., prune=True)``: the same sync as a manual re-run, so the
 crash safety is the same (new chunks before old ones are deleted; a killed run is completed
 by the next one), unchanged files are skipped by their hash, and deleted files are pruned.
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
     from askdocs.index import Index
     from askdocs.ingest import IngestReport, ProgressSink
 
-#: Quiet time before a burst of changes is synced (watchfiles's own default is 1.6 s).
-DEBOUNCE_MS = 800
+#: Quiet time that ends a burst of changes (watchfiles's ``step``; its own default, 50 ms, splits an
+#: editor's save into several syncs).
+QUIET_MS = 400
+#: Longest a burst is held before it is synced anyway (watchfiles's ``debounce``).
+MAX_WAIT_MS = 5000
 
 
 class DocumentFilter(DefaultFilter):
@@ -58,7 +62,7 @@ def watch_and_sync(
     on_sync: Callable[[IngestReport, set[tuple[Change, str]]], None] | None = None,
     progress: ProgressSink | None = None,
     stop_event: threading.Event | None = None,
-    debounce_ms: int = DEBOUNCE_MS,
+    quiet_ms: int = QUIET_MS,
 ) -> None:
     """Sync ``paths`` into ``index`` now, then again after every burst of changes until ``stop_event``.
 
@@ -77,7 +81,8 @@ def watch_and_sync(
     for changes in watch(
         *targets,
         watch_filter=DocumentFilter([Path(t) if Path(t).is_dir() else Path(t).parent for t in targets]),
-        debounce=debounce_ms,
+        step=quiet_ms,
+        debounce=max(MAX_WAIT_MS, quiet_ms),
         stop_event=stop_event,
         raise_interrupt=False,
     ):
@@ -86,9 +91,7 @@ def watch_and_sync(
             on_sync(report, changes)
 
 
-def watch_cli(
-    index: Index, paths: Sequence[str], *, as_json: bool, quiet: bool, echo: Callable[..., None]
-) -> None:
+def watch_cli(index: Index, paths: Sequence[str], *, as_json: bool, quiet: bool, echo: Callable[..., None]) -> None:
     """``askdocs ingest --watch``: one line (or one JSON report) per sync, until Ctrl-C."""
     import json
     import time

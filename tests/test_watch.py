@@ -39,7 +39,7 @@ def test_watch_follows_add_modify_delete(tmp_path: Path, make_index) -> None:
         reports.put((report, changes))
 
     def run() -> None:  # the test searches between syncs, while this thread waits for changes
-        watch_and_sync(index, [folder], on_sync=on_sync, stop_event=stop, debounce_ms=300)
+        watch_and_sync(index, [folder], on_sync=on_sync, stop_event=stop, quiet_ms=1000)
 
     watcher = threading.Thread(target=run, daemon=True)
     watcher.start()

@@ -97,6 +97,7 @@ class Answer:
             "contexts": [c.to_dict() for c in self.contexts],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "usage": self.usage,
+            "finish_reason": self.finish_reason,  # "length": cut at max_tokens (the web page marks it)
         }
         if self.query and self.query != self.question:
             out["query"] = self.query

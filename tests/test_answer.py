@@ -62,7 +62,7 @@ def test_ask_answers_from_retrieved_chunks(answerer: Answerer) -> None:
     answer = answerer.ask(QUESTION)
     check_answer(answer, QUESTION, hits)
     d = answer.to_dict()
-    assert set(d) == {"question", "answer", "citations", "contexts", "timings", "usage"}
+    assert set(d) == {"question", "answer", "citations", "contexts", "timings", "usage", "finish_reason"}
     assert set(d["contexts"][0]) == {"n", "source", "section", "text", "score"}
 
 

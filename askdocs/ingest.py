@@ -280,8 +280,8 @@ class Ingestor:
         self._explicit = set(found.explicit) | set(found.missing)
         for path in found.unsupported:
             if path in self._explicit:
-                self._fail(path, f"unsupported file type {Path(path).suffix or '(no extension)'}; askdocs reads "
-                           + " ".join(sorted(FORMATS)))
+                kind = Path(path).suffix or "(no extension)"
+                self._fail(path, f"unsupported file type {kind}; askdocs reads {' '.join(sorted(FORMATS))}")
             else:
                 self.report.skipped += 1
                 self.report.skipped_files.append(path)

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from askdocs.config import SearchMode, Settings
+from askdocs.config import Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
 from askdocs.prompt import Prompt, PromptTemplate, build_prompt, rewrite_messages
+from askdocs.retrieve import SearchOptions
 from askdocs.store import Hit
 
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -135,6 +136,11 @@ class Answerer:
 
     # ------------------------------------------------------------------ parts
 
+    def warm_up(self) -> Answerer:
+        """Everything loaded before the first question: the index's models (the generator loads when made)."""
+        self.index.warm_up()
+        return self
+
     def params(self, **overrides: object) -> SamplingParams:
         return sampling_params(self.settings, **overrides)
 
@@ -146,9 +152,7 @@ class Answerer:
         self,
         questions: Sequence[str],
         *,
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         histories: Sequence[Sequence[Message]] | None = None,
         queries: Sequence[str] | None = None,
         params: SamplingParams | None = None,
@@ -157,7 +161,7 @@ class Answerer:
         params = params or self.params()
         timings: dict[str, float] = {}
         qs = list(queries or questions)
-        ranked = self.index.search_many(qs, k, mode, filter, timings)
+        ranked = self.index.search_many(qs, search or SearchOptions(), timings=timings)
         n = max(len(questions), 1)
         per = {key: v / n for key, v in timings.items()}  # a batch's retrieval cost, shared out evenly
         budget = self._budget(params)
@@ -200,16 +204,14 @@ class Answerer:
         self,
         questions: Sequence[str],
         *,
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         **sampling: object,
     ) -> list[Answer]:
         """Answer a batch: one retrieval pass and ONE generator call, in input order."""
         if not questions:
             return []
         params = self.params(**sampling)
-        preps = self.prepare_many(questions, k=k, mode=mode, filter=filter, params=params)
+        preps = self.prepare_many(questions, search=search, params=params)
         t0 = time.perf_counter()
         gens = self.generator.generate([p.prompt.messages for p in preps], params)
         per = (time.perf_counter() - t0) / len(preps)
@@ -246,9 +248,7 @@ class Answerer:
         question: str,
         *,
         history: Sequence[Message] = (),
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
+        search: SearchOptions | None = None,
         **sampling: object,
     ) -> AnswerStream:
         """Retrieve now; generate as the caller iterates.  With ``history``, the question is a chat turn."""
@@ -257,7 +257,7 @@ class Answerer:
         query = self.rewrite(history, question)
         rewrite_s = time.perf_counter() - t0
         prep = self.prepare_many(
-            [question], k=k, mode=mode, filter=filter, histories=[self.recent(history)], queries=[query], params=params
+            [question], search=search, histories=[self.recent(history)], queries=[query], params=params
         )[0]
         if history:
             prep.timings["rewrite"] = rewrite_s

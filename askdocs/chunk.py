@@ -36,18 +36,32 @@ class Chunk:
     @property
     def context(self) -> str:
         """Trail, title and heading path: what a reader needs to know where the text sits."""
-        if not self.section:
-            path = self.title
-        elif self.section.split(" > ", 1)[0] == self.title:
-            path = self.section
-        else:
-            path = f"{self.title} > {self.section}"
-        return f"{self.trail} > {path}" if self.trail else path
+        return context_path(self.title, self.section, self.trail)
 
     @property
     def search_text(self) -> str:
         """The text that is embedded and BM25-indexed: context first, then the chunk."""
-        return f"{self.context}\n\n{self.text}"
+        return search_text(self.title, self.section, self.text, self.trail)
+
+
+def context_path(title: str, section: str, trail: str = "") -> str:
+    """Trail, title and heading path, " > "-joined, the title not repeated when the path starts with it."""
+    if not section:
+        path = title
+    elif section.split(" > ", 1)[0] == title:
+        path = section
+    else:
+        path = f"{title} > {section}"
+    return f"{trail} > {path}" if trail else path
+
+
+def search_text(title: str, section: str, text: str, trail: str = "") -> str:
+    """The one definition of what is embedded, BM25-indexed and reranked: context, a blank line, the chunk.
+
+    The store keeps this text beside the chunk, so the reranker reads it back byte for byte; changing it
+    changes every vector, so it must stay as it is for existing collections to stay valid.
+    """
+    return f"{context_path(title, section, trail)}\n\n{text}"
 
 
 def chunk_id(source: str, doc_hash: str, index: int) -> str:

@@ -6,17 +6,26 @@ commands, so ``askdocs --help`` answers at once.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from askdocs.config import SEARCH_MODES, Settings  # pydantic only: the heavy modules load in the commands
+
+if TYPE_CHECKING:
+    from askdocs.index import Index
 
 app = typer.Typer(
     name="askdocs",
@@ -44,29 +53,136 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-UriOpt = Annotated[
-    Optional[str], typer.Option("--uri", help="Milvus Lite file or server URI [env: ASKDOCS_MILVUS_URI]")
-]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Milvus token [env: ASKDOCS_MILVUS_TOKEN]")]
-CollOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection [env: ASKDOCS_COLLECTION]")]
-ModelOpt = Annotated[
-    Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
-]
+# --------------------------------------------------------------------------- shared options
+#
+# Options that several commands take are defined once, in groups; ``@shared(GROUP, ...)`` adds a group's
+# options to a command and hands the command one ``Settings`` built from them (and the environment, and
+# the settings file), so no command lists them again and none maps them to settings by hand.
 
-BackendEmbedOpt = Annotated[
-    Optional[str],
-    typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]"),
-]
+CONNECTION: dict[str, Any] = {
+    "uri": Annotated[
+        Optional[str], typer.Option("--uri", help="Milvus Lite file or server URI [env: ASKDOCS_MILVUS_URI]")
+    ],
+    "token": Annotated[Optional[str], typer.Option("--token", help="Milvus token [env: ASKDOCS_MILVUS_TOKEN]")],
+    "collection": Annotated[
+        Optional[str], typer.Option("--collection", "-c", help="Collection [env: ASKDOCS_COLLECTION]")
+    ],
+}
+EMBEDDING: dict[str, Any] = {
+    "embed_model": Annotated[
+        Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+    ],
+    "embed_backend": Annotated[
+        Optional[str], typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]")
+    ],
+}
+_MODES = ", ".join(SEARCH_MODES[:-1]) + " or " + SEARCH_MODES[-1]
+SEARCH: dict[str, Any] = {
+    "k": Annotated[Optional[int], typer.Option("-k", "--top-k", help="Passages per query [env: ASKDOCS_TOP_K]")],
+    "mode": Annotated[Optional[str], typer.Option("--mode", help=f"{_MODES} [env: ASKDOCS_SEARCH_MODE]")],
+}
+LLM: dict[str, Any] = {
+    "llm_backend": Annotated[
+        Optional[str],
+        typer.Option("--llm-backend", help="auto, vllm, openai, local or none [env: ASKDOCS_LLM_BACKEND]"),
+    ],
+    "llm_model": Annotated[
+        Optional[str], typer.Option("--llm-model", help="LLM to answer with [env: ASKDOCS_LLM_MODEL]")
+    ],
+    "llm_url": Annotated[
+        Optional[str],
+        typer.Option(
+            "--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 [env: ASKDOCS_LLM_URL]"
+        ),
+    ],
+    "llm_api_key": Annotated[
+        Optional[str], typer.Option("--llm-api-key", help="API key for --llm-url [env: ASKDOCS_LLM_API_KEY]")
+    ],
+    "max_tokens": Annotated[
+        Optional[int], typer.Option("--max-tokens", help="Longest answer [env: ASKDOCS_MAX_TOKENS]")
+    ],
+    "temperature": Annotated[
+        Optional[float], typer.Option("--temperature", help="Sampling temperature [env: ASKDOCS_TEMPERATURE]")
+    ],
+    "seed": Annotated[Optional[int], typer.Option("--seed", help="Sampling seed [env: ASKDOCS_SEED]")],
+    "prompt_file": Annotated[
+        Optional[Path],
+        typer.Option("--prompt-file", help="TOML with `system`/`user` templates [env: ASKDOCS_PROMPT_FILE]"),
+    ],
+}
+CHUNKING: dict[str, Any] = {
+    "chunk_size": Annotated[Optional[int], typer.Option(help="Chunk size [env: ASKDOCS_CHUNK_SIZE]")],
+    "chunk_overlap": Annotated[Optional[int], typer.Option(help="Chunk overlap [env: ASKDOCS_CHUNK_OVERLAP]")],
+    "chunk_unit": Annotated[Optional[str], typer.Option(help="chars or tokens [env: ASKDOCS_CHUNK_UNIT]")],
+    "batch_size": Annotated[Optional[int], typer.Option(help="Embedding batch size [env: ASKDOCS_EMBED_BATCH_SIZE]")],
+}
+RERANK: dict[str, Any] = {
+    "rerank": Annotated[
+        Optional[str],
+        typer.Option("--rerank", help="CrossEncoder that rescores the top hits [env: ASKDOCS_RERANK_MODEL]"),
+    ],
+}
+SERVE: dict[str, Any] = {
+    "host": Annotated[Optional[str], typer.Option("--host", help="Interface [env: ASKDOCS_HOST]")],
+    "port": Annotated[Optional[int], typer.Option("--port", help="TCP port [env: ASKDOCS_PORT]")],
+}
+#: CLI option names that differ from the setting they set
+_SETTING = {
+    "uri": "milvus_uri",
+    "token": "milvus_token",
+    "k": "top_k",
+    "mode": "search_mode",
+    "batch_size": "embed_batch_size",
+    "rerank": "rerank_model",
+}
 
 
-def _index(uri: str | None, token: str | None, collection: str | None, **more: Any):
+def check_mode(mode: str | None, option: str = "--mode") -> None:
+    if mode is not None and mode not in SEARCH_MODES:
+        raise _fail(f"{option} must be {_MODES}, not {mode!r}")
+
+
+def build_settings(**options: Any) -> Settings:
+    """Settings from the CLI's options (unset ones left to the environment and the settings file)."""
     from askdocs.config import load_settings
-    from askdocs.index import Index
 
+    check_mode(options.get("mode"))
+    values = {_SETTING.get(k, k): v for k, v in options.items()}
     try:
-        settings = load_settings(milvus_uri=uri, milvus_token=token, collection=collection, **more)
+        return load_settings(**values)
     except Exception as exc:  # pydantic.ValidationError: bad setting values
         raise _fail(f"invalid settings: {exc}") from None
+
+
+def shared(*groups: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the groups' options to a command, which receives them as one ``settings: Settings`` argument."""
+    names = [name for g in groups for name in g]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "settings"]
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+            for g in groups
+            for name, ann in g.items()
+        ]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            settings = build_settings(**{n: kwargs.pop(n) for n in names})
+            return fn(*args, settings=settings, **kwargs)
+
+        params = own + extra
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+def _index(settings: Settings) -> Index:
+    from askdocs.index import Index
+
     return Index(settings)
 
 
@@ -75,12 +191,13 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _run(fn, *args: Any, **kwargs: Any) -> Any:
-    """Turn askdocs errors into one clear line and exit 1; keep tracebacks for --debug."""
+@contextmanager
+def errors() -> Iterator[None]:
+    """Inside it, askdocs errors become one clear line and exit 1 (tracebacks with --debug); Ctrl-C exits 130."""
     from askdocs.errors import AskdocsError
 
     try:
-        return fn(*args, **kwargs)
+        yield
     except AskdocsError as exc:
         if _state["debug"]:
             raise
@@ -157,6 +274,7 @@ class _RichProgress:
 
 
 @app.command()
+@shared(CHUNKING, CONNECTION, EMBEDDING)
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Folders (recursive), files or globs.")],
     prune: Annotated[
@@ -167,37 +285,18 @@ def ingest(
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep syncing (with --prune) as files change, until Ctrl-C.")
     ] = False,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size [env: ASKDOCS_CHUNK_SIZE]")] = None,
-    chunk_overlap: Annotated[Optional[int], typer.Option(help="Chunk overlap [env: ASKDOCS_CHUNK_OVERLAP]")] = None,
-    chunk_unit: Annotated[Optional[str], typer.Option(help="chars or tokens [env: ASKDOCS_CHUNK_UNIT]")] = None,
-    batch_size: Annotated[
-        Optional[int], typer.Option(help="Embedding batch size [env: ASKDOCS_EMBED_BATCH_SIZE]")
-    ] = None,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
-    embed_backend: BackendEmbedOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
-    """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
-    index = _index(
-        uri,
-        token,
-        collection,
-        embed_model=embed_model,
-        embed_backend=embed_backend,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        chunk_unit=chunk_unit,
-        embed_batch_size=batch_size,
-    )
+    """Ingest documents (Markdown, HTML, text, reST, PDF, DOCX, PPTX, XLSX, CSV, EPUB); unchanged files are skipped."""
     if watch:  # askdocs.watch: sync now and after every burst of changes
         from askdocs.watch import watch_cli
 
-        with index:
-            return _run(watch_cli, index, paths, as_json=as_json, quiet=quiet, echo=err.print)
-    with index, _RichProgress(enabled=not quiet and not as_json and err.is_terminal) as progress:
-        report = _run(index.ingest, *paths, prune=prune, progress=progress)
+        with _index(settings) as index, errors():
+            return watch_cli(index, paths, as_json=as_json, quiet=quiet, echo=err.print)
+    progress = _RichProgress(enabled=not quiet and not as_json and err.is_terminal)
+    with _index(settings) as index, progress, errors():
+        report = index.ingest(*paths, prune=prune, progress=progress)
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -220,36 +319,33 @@ def _read_queries(path: Path) -> list[str]:
     return [r["question"] for r in _read_batch(path)]
 
 
+FilterOpt = Annotated[
+    str, typer.Option("--filter", help="Milvus filter expression over the chunks, e.g. 'source like \"faq/%\"'")
+]
+
+
 @app.command()
+@shared(SEARCH, CONNECTION, EMBEDDING)
 def search(
     query: Annotated[Optional[list[str]], typer.Argument(help="Query text (several words are one query).")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", "--top-k", help="Results per query [env: ASKDOCS_TOP_K]")] = None,
-    mode: Annotated[
-        Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")
-    ] = None,
-    filter: Annotated[
-        str, typer.Option("--filter", help="Milvus filter expression, e.g. 'source like \"faq/%\"'")
-    ] = "",
+    filter: FilterOpt = "",
     queries: Annotated[
         Optional[Path], typer.Option("--queries", help="File of queries: lines, or JSON Lines with 'question'.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query, per line.")] = False,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Search the index and show the top passages with their sources."""
+    from askdocs.retrieve import SearchOptions
+
     texts = [" ".join(query)] if query else []
     if queries is not None:
         texts += _read_queries(queries)
     if not texts:
         raise _fail("give a query, or --queries FILE")
-    if mode is not None and mode not in ("dense", "bm25", "hybrid"):
-        raise _fail(f"--mode must be dense, bm25 or hybrid, not {mode!r}")
-    index = _index(uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode)
-    with index:
-        results = _run(index.search_many, texts, filter=filter)
+    with _index(settings) as index, errors():
+        results = index.search_many(texts, SearchOptions(filter=filter))
     for text, hits in zip(texts, results, strict=True):
         if as_json:
             print(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
@@ -272,29 +368,6 @@ def search(
 
 # --------------------------------------------------------------------------- ask, chat
 
-BackendOpt = Annotated[
-    Optional[str],
-    typer.Option("--llm-backend", help="auto, vllm, openai, local or none [env: ASKDOCS_LLM_BACKEND]"),
-]
-LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM to answer with [env: ASKDOCS_LLM_MODEL]")]
-LLMUrlOpt = Annotated[
-    Optional[str],
-    typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 [env: ASKDOCS_LLM_URL]"),
-]
-LLMKeyOpt = Annotated[
-    Optional[str], typer.Option("--llm-api-key", help="API key for --llm-url [env: ASKDOCS_LLM_API_KEY]")
-]
-MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest answer [env: ASKDOCS_MAX_TOKENS]")]
-TempOpt = Annotated[
-    Optional[float], typer.Option("--temperature", help="Sampling temperature [env: ASKDOCS_TEMPERATURE]")
-]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Sampling seed [env: ASKDOCS_SEED]")]
-PromptOpt = Annotated[
-    Optional[Path], typer.Option("--prompt-file", help="TOML with `system`/`user` templates [env: ASKDOCS_PROMPT_FILE]")
-]
-KOpt = Annotated[Optional[int], typer.Option("-k", "--top-k", help="Passages per question [env: ASKDOCS_TOP_K]")]
-ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="dense, bm25 or hybrid [env: ASKDOCS_SEARCH_MODE]")]
-
 
 def _answerer(index: Any):
     """Load the generator once (with a spinner on a terminal): models are the slow part of starting."""
@@ -305,12 +378,13 @@ def _answerer(index: Any):
     backend = resolve_backend(s)
     defaults = {"local": "SmolLM2-135M-Instruct, packaged", "vllm": "meta-llama/Llama-3.1-8B-Instruct"}
     label = s.llm_url if backend == "openai" else (s.llm_model or defaults.get(backend, ""))
-    if err.is_terminal and backend != "none":
-        with err.status(f"loading {backend} LLM ({label})…"):
-            generator = _run(make_generator, s)
-    else:
-        generator = _run(make_generator, s)
-    return _run(Answerer, index, generator)
+    with errors():
+        if err.is_terminal and backend != "none":
+            with err.status(f"loading {backend} LLM ({label})…"):
+                generator = make_generator(s)
+        else:
+            generator = make_generator(s)
+        return Answerer(index, generator)
 
 
 def _print_sources(answer: Any) -> None:
@@ -336,21 +410,15 @@ def _print_passages(answer: Any) -> None:
 
 
 def _stream_one(answerer: Any, question: str, *, history: Any = (), **kw: Any):
-    stream = _run(answerer.stream, question, history=history, **kw)
-    if answerer.generator.name == "none":
-        answer = stream.result()
-        _print_passages(answer)
-        return answer
-    pieces = iter(stream)
-    while True:
-        try:
-            piece = _run(next, pieces, None)
-        except typer.Exit:
-            raise
-        if piece is None:
-            break
-        out.print(piece, end="", highlight=False, markup=False)
-        out.file.flush()
+    with errors():
+        stream = answerer.stream(question, history=history, **kw)
+        if answerer.generator.name == "none":
+            answer = stream.result()
+            _print_passages(answer)
+            return answer
+        for piece in stream:
+            out.print(piece, end="", highlight=False, markup=False)
+            out.file.flush()
     out.print()
     answer = stream.answer
     _print_sources(answer)
@@ -382,6 +450,7 @@ def _read_batch(path: Path) -> list[dict[str, Any]]:
 
 
 @app.command()
+@shared(SEARCH, LLM, CONNECTION, EMBEDDING)
 def ask(
     question: Annotated[
         Optional[list[str]], typer.Argument(help="The question (several words are one question).")
@@ -393,61 +462,54 @@ def ask(
         Optional[Path], typer.Option("--out", help="With --batch: write JSON Lines here instead of stdout.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
-    k: KOpt = None,
-    mode: ModeOpt = None,
-    filter: Annotated[str, typer.Option("--filter", help="Milvus filter expression over the chunks")] = "",
-    llm_backend: BackendOpt = None,
-    llm_model: LLMModelOpt = None,
-    llm_url: LLMUrlOpt = None,
-    llm_api_key: LLMKeyOpt = None,
-    max_tokens: MaxTokOpt = None,
-    temperature: TempOpt = None,
-    seed: SeedOpt = None,
-    prompt_file: PromptOpt = None,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
+    filter: FilterOpt = "",
+    *,
+    settings: Settings,
 ) -> None:
     """Answer a question from the indexed documents, citing them as \\[n]."""
+    from askdocs.retrieve import SearchOptions
+
     text = " ".join(question) if question else ""
     if not text and batch is None:
         raise _fail("give a question, or --batch FILE")
     if text and batch is not None:
         raise _fail("give either a question or --batch FILE, not both")
-    if mode is not None and mode not in ("dense", "bm25", "hybrid"):
-        raise _fail(f"--mode must be dense, bm25 or hybrid, not {mode!r}")
     records = _read_batch(batch) if batch is not None else []
     if batch is not None and not records:
         raise _fail(f"{batch} holds no questions")
-    index = _index(
-        uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode, llm_backend=llm_backend,
-        llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key, max_tokens=max_tokens,
-        temperature=temperature, seed=seed, prompt_file=prompt_file,
-    )  # fmt: skip
-    with index:
-        _run(index._require_collection)
-        answerer = _answerer(index)
-        try:
-            if batch is not None:
-                _ask_batch(answerer, records, out_file, filter)
-            elif as_json:
-                answer = _run(lambda: answerer.stream(text, filter=filter).result())
-                print(json.dumps(answer.to_dict(), ensure_ascii=False))
-            else:
-                _stream_one(answerer, text, filter=filter)
-        finally:
-            answerer.generator.close()
+    search = SearchOptions(filter=filter)
+    with _index(settings) as index, _answering(index) as answerer:
+        if batch is not None:
+            _ask_batch(answerer, records, out_file, search)
+        elif as_json:
+            with errors():
+                answer = answerer.stream(text, search=search).result()
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        else:
+            _stream_one(answerer, text, search=search)
 
 
-def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | None, filter: str) -> None:
+@contextmanager
+def _answering(index: Index) -> Iterator[Any]:
+    """An ``Answerer`` over an existing collection, its generator closed on the way out."""
+    with errors():
+        index.require_collection()
+    answerer = _answerer(index)
+    try:
+        yield answerer
+    finally:
+        answerer.generator.close()
+
+
+def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | None, search: Any) -> None:
     questions = [r["question"] for r in records]
     t0 = time.perf_counter()
-    if err.is_terminal:
-        with err.status(f"answering {len(questions)} questions in one batch…"):
-            answers = _run(answerer.ask_many, questions, filter=filter)
-    else:
-        answers = _run(answerer.ask_many, questions, filter=filter)
+    with errors():
+        if err.is_terminal:
+            with err.status(f"answering {len(questions)} questions in one batch…"):
+                answers = answerer.ask_many(questions, search=search)
+        else:
+            answers = answerer.ask_many(questions, search=search)
     wall = time.perf_counter() - t0
     lines = []
     for rec, answer in zip(records, answers, strict=True):
@@ -470,78 +532,33 @@ def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | No
 
 
 @app.command()
-def chat(
-    k: KOpt = None,
-    mode: ModeOpt = None,
-    llm_backend: BackendOpt = None,
-    llm_model: LLMModelOpt = None,
-    llm_url: LLMUrlOpt = None,
-    llm_api_key: LLMKeyOpt = None,
-    max_tokens: MaxTokOpt = None,
-    temperature: TempOpt = None,
-    seed: SeedOpt = None,
-    prompt_file: PromptOpt = None,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
-) -> None:
+@shared(SEARCH, LLM, CONNECTION, EMBEDDING)
+def chat(*, settings: Settings) -> None:
     """Ask many questions with one loaded model; follow-ups ("and what about IVF?") are understood."""
-    index = _index(
-        uri, token, collection, embed_model=embed_model, top_k=k, search_mode=mode, llm_backend=llm_backend,
-        llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key, max_tokens=max_tokens,
-        temperature=temperature, seed=seed, prompt_file=prompt_file,
-    )  # fmt: skip
-    with index:
-        _run(index._require_collection)
-        answerer = _answerer(index)
+    with _index(settings) as index, _answering(index) as answerer:
         history: list[dict[str, str]] = []
         err.print(f"[dim]{answerer.generator.name} over {index.settings.collection}; empty line or Ctrl-D ends[/]")
-        try:
-            while True:
-                try:
-                    question = out.input("[bold green]? [/]").strip() if out.is_terminal else input().strip()
-                except EOFError:
-                    break
-                if not question or question in ("exit", "quit", "/exit", "/quit"):
-                    break
-                answer = _stream_one(answerer, question, history=history)
-                if answer.query != question:
-                    err.print(f"[dim](searched for: {answer.query})[/]", highlight=False)
-                history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
-                out.print()
-        finally:
-            answerer.generator.close()
+        while True:
+            try:
+                question = out.input("[bold green]? [/]").strip() if out.is_terminal else input().strip()
+            except EOFError:
+                break
+            if not question or question in ("exit", "quit", "/exit", "/quit"):
+                break
+            answer = _stream_one(answerer, question, history=history)
+            if answer.query != question:
+                err.print(f"[dim](searched for: {answer.query})[/]", highlight=False)
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+            out.print()
 
 
 # --------------------------------------------------------------------------- serve
 
 
 @app.command()
-def serve(
-    host: Annotated[Optional[str], typer.Option("--host", help="Interface [env: ASKDOCS_HOST]")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", help="TCP port [env: ASKDOCS_PORT]")] = None,
-    llm_backend: BackendOpt = None,
-    llm_model: LLMModelOpt = None,
-    llm_url: LLMUrlOpt = None,
-    llm_api_key: LLMKeyOpt = None,
-    max_tokens: MaxTokOpt = None,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
-) -> None:
+@shared(SERVE, LLM, CONNECTION, EMBEDDING)
+def serve(*, settings: Settings) -> None:
     """Serve the OpenAI-compatible API (/v1), the REST API (/api) and the web page (/)."""
-    from askdocs.config import load_settings
-
-    try:
-        settings = load_settings(
-            host=host, port=port, llm_backend=llm_backend, llm_model=llm_model, llm_url=llm_url,
-            llm_api_key=llm_api_key, max_tokens=max_tokens, milvus_uri=uri, milvus_token=token,
-            collection=collection, embed_model=embed_model,
-        )  # fmt: skip
-    except Exception as exc:
-        raise _fail(f"invalid settings: {exc}") from None
     import uvicorn
 
     from askdocs.server import create_app
@@ -553,7 +570,7 @@ def serve(
 
     async def startup(sockets=None) -> None:
         await original_startup(sockets)
-        svc = app_.state.service()
+        svc = app_.state.service
         if svc is None:  # the app failed to start; uvicorn has said why
             return
         st = svc.index.status()
@@ -574,9 +591,9 @@ def serve(
 
 
 @app.command("eval")
+@shared({"mode": SEARCH["mode"]}, RERANK, LLM, CONNECTION, EMBEDDING)
 def eval_(
     questions: Annotated[Path, typer.Argument(help="JSON Lines questions (id, question, gold_sources, ...).")],
-    mode: ModeOpt = None,
     compare: Annotated[
         Optional[str], typer.Option("--compare", help="Comma-separated modes to compare, e.g. dense,bm25,hybrid")
     ] = None,
@@ -584,20 +601,8 @@ def eval_(
     batch: Annotated[bool, typer.Option("--batch", help="With --answers: one batched generator call.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
-    embed_backend: BackendEmbedOpt = None,
-    rerank: Annotated[
-        Optional[str],
-        typer.Option("--rerank", help="CrossEncoder that rescores the top hits [env: ASKDOCS_RERANK_MODEL]"),
-    ] = None,
-    llm_backend: BackendOpt = None,
-    llm_model: LLMModelOpt = None,
-    llm_url: LLMUrlOpt = None,
-    max_tokens: MaxTokOpt = None,
-    seed: SeedOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Score retrieval (hit@k, MRR, nDCG by source) and, with --answers, the answers, on a question set."""
     from askdocs import evaluate as ev
@@ -607,32 +612,15 @@ def eval_(
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     modes = [m.strip() for m in compare.split(",") if m.strip()] if compare else []
-    for m in [*modes, *([mode] if mode else [])]:
-        if m not in ("dense", "bm25", "hybrid"):
-            raise _fail(f"modes must be dense, bm25 or hybrid, not {m!r}")
-    index = _index(
-        uri,
-        token,
-        collection,
-        embed_model=embed_model,
-        embed_backend=embed_backend,
-        rerank_model=rerank,
-        search_mode=mode,
-        llm_backend=llm_backend,
-        llm_model=llm_model,
-        llm_url=llm_url,
-        max_tokens=max_tokens,
-        seed=seed,
-    )
-    with index:
-        modes = modes or [index.settings.search_mode]
-        retrieval = _run(ev.evaluate_retrieval, index, qs, modes)
+    for m in modes:
+        check_mode(m, "modes")
+    with _index(settings) as index, errors():
+        retrieval = ev.evaluate_retrieval(index, qs, modes or [settings.search_mode])
         result = ev.EvalResult(str(questions), len(qs), retrieval)
         if answers:
-            amode = mode or index.settings.search_mode
-            got = _run(ev.generate_answers, index, qs, amode, batch)
+            got = ev.generate_answers(index, qs, settings.search_mode, batch)
             result.answers = ev.answer_metrics(qs, got)
-            result.answer_mode = amode
+            result.answer_mode = settings.search_mode
     if report is not None:
         ev.write_html(result, report)
     if as_json:
@@ -669,15 +657,15 @@ def _size(n: int | None) -> str:
 
 
 @app.command()
+@shared(CONNECTION)
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Show the collection: documents, chunks, embedding model, size."""
-    with _index(uri, token, collection) as index:
-        st = _run(index.status)
+    with _index(settings) as index, errors():
+        st = index.status()
     if as_json:
         print(json.dumps(st.to_dict(), ensure_ascii=False))
         return
@@ -698,15 +686,15 @@ def status(
 
 
 @app.command()
+@shared(CONNECTION)
 def documents(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per document, per line.")] = False,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """List the indexed documents."""
-    with _index(uri, token, collection) as index:
-        docs = _run(index.documents)
+    with _index(settings) as index, errors():
+        docs = index.documents()
     if as_json:
         for d in docs:
             print(json.dumps(d.__dict__, ensure_ascii=False))
@@ -718,17 +706,17 @@ def documents(
 
 
 @app.command()
+@shared(CONNECTION)
 def delete(
     sources: Annotated[list[str], typer.Argument(help="Document source paths, as `askdocs documents` lists them.")],
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Remove documents from the index."""
     missing = 0
-    with _index(uri, token, collection) as index:
+    with _index(settings) as index, errors():
         for source in sources:
-            n = _run(index.delete, source)
+            n = index.delete(source)
             if n:
                 err.print(f"deleted {source} ({n} chunks)", highlight=False)
             else:
@@ -739,46 +727,29 @@ def delete(
 
 
 @app.command()
+@shared(CONNECTION)
 def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Drop the collection, e.g. to re-index with another embedding model."""
-    with _index(uri, token, collection) as index:
-        name = index.settings.collection
-        if not yes and not typer.confirm(f"Drop collection {name!r} at {index.settings.milvus_uri}?"):
-            raise typer.Exit(1)
-        dropped = _run(index.reset)
+    name = settings.collection
+    if not yes and not typer.confirm(f"Drop collection {name!r} at {settings.milvus_uri}?"):
+        raise typer.Exit(1)
+    with _index(settings) as index, errors():
+        dropped = index.reset()
     err.print(f"dropped {name}" if dropped else f"{name} did not exist")
 
 
 @app.command("mcp")
-def mcp_command(
-    k: KOpt = None,
-    mode: ModeOpt = None,
-    llm_backend: BackendOpt = None,
-    llm_model: LLMModelOpt = None,
-    llm_url: LLMUrlOpt = None,
-    llm_api_key: LLMKeyOpt = None,
-    uri: UriOpt = None,
-    token: TokenOpt = None,
-    collection: CollOpt = None,
-    embed_model: ModelOpt = None,
-) -> None:
+@shared(SEARCH, LLM, CONNECTION, EMBEDDING)
+def mcp_command(*, settings: Settings) -> None:
     """Serve search, ask and list_documents as MCP tools over stdio, for agents and IDEs."""
-    from askdocs.config import load_settings
     from askdocs.mcp_server import run_stdio
 
-    try:
-        settings = load_settings(
-            milvus_uri=uri, milvus_token=token, collection=collection, embed_model=embed_model, top_k=k,
-            search_mode=mode, llm_backend=llm_backend, llm_model=llm_model, llm_url=llm_url, llm_api_key=llm_api_key,
-        )  # fmt: skip
-    except Exception as exc:  # pydantic.ValidationError: bad setting values
-        raise _fail(f"invalid settings: {exc}") from None
-    _run(run_stdio, settings)
+    with errors():
+        run_stdio(settings)
 
 
 def run() -> None:  # console-script entry point

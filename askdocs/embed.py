@@ -43,6 +43,11 @@ QUERY_INSTRUCTIONS = {
 _PACKAGED_ALIASES = {CPU_DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 
 
+def canonical_model(name: str) -> str:
+    """The name a collection records for ``name``: the packaged MiniLM under one name, whatever alias was used."""
+    return CPU_DEFAULT_MODEL if name in _PACKAGED_ALIASES else name
+
+
 def cuda_available() -> bool:
     try:
         import torch

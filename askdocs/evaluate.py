@@ -216,12 +216,13 @@ def generate_answers(index: Any, questions: Sequence[dict[str, Any]], mode: str 
     """Answer every question; one by one unless ``batch``, so per-answer latency is a real distribution."""
     from askdocs.answer import Answerer
     from askdocs.generate import make_generator
+    from askdocs.retrieve import SearchOptions
 
     answerer = Answerer(index, make_generator(index.settings))
     texts = [q["question"] for q in questions]
     if batch:
-        return answerer.ask_many(texts, mode=mode)  # type: ignore[arg-type]
-    return [answerer.ask_many([t], mode=mode)[0] for t in texts]  # type: ignore[arg-type]
+        return answerer.ask_many(texts, search=SearchOptions(mode=mode))  # type: ignore[arg-type]
+    return [answerer.ask_many([t], search=SearchOptions(mode=mode))[0] for t in texts]  # type: ignore[arg-type]
 
 
 def evaluate(

@@ -11,25 +11,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from askdocs.chunk import Chunker
-from askdocs.config import SearchMode, Settings, load_settings
-from askdocs.embed import (
-    _PACKAGED_ALIASES,
-    CPU_DEFAULT_MODEL,
-    Embedder,
-    default_backend,
-    default_model,
-    make_embedder,
-)
-from askdocs.errors import AskdocsError
+from askdocs.config import Settings, load_settings
+from askdocs.embed import Embedder, canonical_model, default_backend, default_model, make_embedder
+from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
-from askdocs.retrieve import Reranker, Retriever
+from askdocs.retrieve import Reranker, Retriever, SearchOptions
 from askdocs.store import Hit, MilvusStore, literal
-
-
-def canonical_model(name: str) -> str:
-    return CPU_DEFAULT_MODEL if name in _PACKAGED_ALIASES else name
 
 
 @dataclass
@@ -72,12 +62,20 @@ class Index:
     def __init__(
         self, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides: object
     ) -> None:
-        """``embedder`` lets several indexes (or tests) share one loaded model."""
+        """``embedder`` lets several indexes (or tests) share one loaded model.
+
+        It is used when it is the model this collection needs (the configured one, else the one the
+        collection was built with); otherwise the index loads its own, so one server's embedder can
+        be offered to every collection without checking first.
+        """
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         s = self.settings
         self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
-        self._embedder: Embedder | None = embedder
+        self._shared: Embedder | None = embedder
+        self._embedder: Embedder | None = None
         self._chunker: Chunker | None = None
+        self._meta: dict[str, Any] | None = None  # the collection's metadata, read once it exists
+        self._model_checked = False
         self.retriever = Retriever(
             self.store,
             self.embedder,
@@ -87,14 +85,64 @@ class Index:
             rerank_candidates=s.rerank_candidates,
         )
 
+    # ------------------------------------------------------------------ lifecycle
+
+    def warm_up(self) -> Index:
+        """Load the models now (the embedder, and the reranker when one is configured), not on the first query.
+
+        The generator is not the index's: ``Answerer.warm_up`` loads both.
+        """
+        if self.retriever.reranker is not None:
+            self.retriever.reranker.load()
+        self.embedder()
+        return self
+
+    def close(self) -> None:
+        """Release the Milvus connection and the models this index loaded (a shared embedder stays loaded)."""
+        self._embedder = None
+        if self.retriever.reranker is not None:
+            self.retriever.reranker = Reranker(self.retriever.reranker.model_name, self.settings.embed_device)
+        self._meta = None
+        self.store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ parts
+
+    def meta(self) -> dict[str, Any] | None:
+        """The collection's askdocs metadata, or None while it does not exist.
+
+        Read from Milvus once the collection exists and cached: a search then costs no
+        ``has_collection``/``describe_collection`` round trips.  ``ingest`` and ``reset`` refresh it.
+        """
+        if self._meta is None:
+            self._meta = self.store.meta()
+        return self._meta
+
+    def require_collection(self) -> None:
+        """Raise ``CollectionNotFoundError`` (with what to do) unless the collection exists."""
+        if self.meta() is None:
+            raise CollectionNotFoundError(
+                f"collection {self.settings.collection!r} at {self.settings.milvus_uri} does not exist yet: "
+                "run `askdocs ingest PATH...` first"
+            )
+
+    def _check_model(self) -> None:
+        """A configured model must be the collection's own; checked once per index."""
+        if self.settings.embed_model and not self._model_checked and self.meta() is not None:
+            self.store.check_model(self.model_name)
+            self._model_checked = True
 
     @property
     def model_name(self) -> str:
         """The configured model; else the collection's own; else the machine's default."""
         if self.settings.embed_model:
             return canonical_model(self.settings.embed_model)
-        meta = self.store.meta()
+        meta = self.meta()
         return meta["model"] if meta else default_model()
 
     @property
@@ -102,21 +150,22 @@ class Index:
         """The configured backend; else the one the collection was built with (queries match its vectors)."""
         if self.settings.embed_backend:
             return self.settings.embed_backend
-        meta = self.store.meta()
+        meta = self.meta()
         if meta:  # collections from before the setting existed were embedded by torch
             return str(meta.get("embed_backend") or "torch")
         return default_backend(self.model_name, self.settings.embed_device)
 
     def embedder(self) -> Embedder:
-        if self._embedder is not None and self._embedder.model_name != self.model_name:
-            self.store.check_model(self._embedder.model_name)
         if self._embedder is None:
             model = self.model_name
-            self.store.check_model(model)
-            s = self.settings
-            self._embedder = make_embedder(
-                model, self.embed_backend, s.embed_device, s.embed_batch_size, s.query_instruction
-            )
+            if self._shared is not None and self._shared.model_name == model:
+                self._embedder = self._shared
+            else:
+                self.store.check_model(model)
+                s = self.settings
+                self._embedder = make_embedder(
+                    model, self.embed_backend, s.embed_device, s.embed_batch_size, s.query_instruction
+                )
         return self._embedder
 
     def chunker(self) -> Chunker:
@@ -131,6 +180,7 @@ class Index:
         self.store.create(
             emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": emb.backend}
         )
+        self._meta = None  # read again: the collection may be new
 
     # ------------------------------------------------------------------ operations
 
@@ -138,8 +188,7 @@ class Index:
         self, *paths: str | os.PathLike[str], prune: bool = False, progress: ProgressSink | None = None
     ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents so the index matches the files."""
-        if self.settings.embed_model and self.store.meta():
-            self.store.check_model(self.model_name)
+        self._check_model()
         ingestor = Ingestor(
             self.store,
             chunker=self.chunker,
@@ -150,30 +199,22 @@ class Index:
         )
         return ingestor.run([os.fspath(p) for p in paths], prune=prune)
 
-    def _require_collection(self) -> None:
-        if not self.store.exists():
-            raise AskdocsError(
-                f"collection {self.settings.collection!r} at {self.settings.milvus_uri} does not exist yet: "
-                "run `askdocs ingest PATH...` first"
-            )
-
     def search_many(
-        self,
-        queries: Sequence[str],
-        k: int | None = None,
-        mode: SearchMode | None = None,
-        filter: str = "",
-        timings: dict[str, float] | None = None,
+        self, queries: Sequence[str], options: SearchOptions | None = None, /, **fields: Any
     ) -> list[list[Hit]]:
-        """Search several queries at once: one embedding pass, batched Milvus calls."""
-        self._require_collection()
-        if self.settings.embed_model:
-            self.store.check_model(self.model_name)
-        s = self.settings
-        return self.retriever.search(list(queries), k or s.top_k, mode or s.search_mode, filter, timings)
+        """Search several queries at once: one embedding pass, batched Milvus calls.
 
-    def search(self, query: str, k: int | None = None, mode: SearchMode | None = None, filter: str = "") -> list[Hit]:
-        return self.search_many([query], k, mode, filter)[0]
+        ``options`` (or its fields as keywords: ``k``, ``mode``, ``filter``, ``timings``) say how;
+        ``k`` and ``mode`` default to the settings'.
+        """
+        opts = (options or SearchOptions()).replace(**fields)
+        self.require_collection()
+        self._check_model()
+        s = self.settings
+        return self.retriever.search(list(queries), opts.replace(k=opts.k or s.top_k, mode=opts.mode or s.search_mode))
+
+    def search(self, query: str, options: SearchOptions | None = None, /, **fields: Any) -> list[Hit]:
+        return self.search_many([query], options, **fields)[0]
 
     def documents(self) -> list[DocumentInfo]:
         states = self.store.document_states()
@@ -194,6 +235,7 @@ class Index:
 
     def reset(self) -> bool:
         """Drop the collection (e.g. to re-index with another embedding model)."""
+        self._meta, self._model_checked = None, False
         return self.store.drop()
 
     def status(self) -> IndexStatus:
@@ -205,7 +247,8 @@ class Index:
                 sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             )
         st.other_collections = [c for c in self.store.list_collections() if c != s.collection]
-        meta = self.store.meta()
+        self._meta = None  # status looks afresh: another process may have created or dropped the collection
+        meta = self.meta()
         if meta is None:
             return st
         states = self.store.document_states()
@@ -215,12 +258,3 @@ class Index:
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
         return st
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> Index:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

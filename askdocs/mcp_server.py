@@ -21,6 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from askdocs.errors import AskdocsError
+from askdocs.retrieve import SearchOptions
 
 if TYPE_CHECKING:
     from askdocs.answer import Answerer
@@ -112,7 +113,7 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
         if not 1 <= k <= 50:
             raise ToolError("k must be between 1 and 50")
         with parts.lock, _tool_errors():
-            hits = parts.index().search(query, k=k, mode=mode, filter=filter)
+            hits = parts.index().search(query, SearchOptions(k=k, mode=mode, filter=filter))
         return [_hit(i, h) for i, h in enumerate(hits, 1)]
 
     @app.tool()
@@ -127,7 +128,7 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
             k: how many passages to give the LLM; default: the configured top_k.
         """
         with parts.lock, _tool_errors():
-            answer = parts.answerer().ask(question, k=k)
+            answer = parts.answerer().ask(question, search=SearchOptions(k=k))
         # best first, as in `askdocs ask`; the n of each passage is the [n] the answer cites
         contexts = sorted(answer.contexts, key=lambda c: -c.score)
         return {
@@ -145,10 +146,7 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
         """List the indexed documents: source path (the name `search` results use), title and chunk count."""
         with parts.lock, _tool_errors():
             index = parts.index()
-            if not index.store.exists():
-                raise AskdocsError(
-                    f"collection {index.settings.collection!r} does not exist yet: run `askdocs ingest PATH` first"
-                )
+            index.require_collection()
             docs = index.documents()
         return [{"source": d.source, "title": d.title, "chunks": d.chunks} for d in docs]
 

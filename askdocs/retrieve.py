@@ -18,23 +18,39 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, model_validator
 
+from askdocs.chunk import search_text
+from askdocs.config import SEARCH_MODES, SearchMode
 from askdocs.embed import Embedder
+from askdocs.errors import BadInputError
 from askdocs.store import Hit, MilvusStore, literal
 
 log = logging.getLogger(__name__)
 
-MODES = ("dense", "bm25", "hybrid")
+
+@dataclasses.dataclass
+class SearchOptions:
+    """What a search asks for besides its queries, carried whole from the CLI or the server to the retriever.
+
+    ``k`` and ``mode`` left None take the settings' defaults (``Index`` fills them in); ``filter`` is a
+    Milvus expression over the chunks; ``timings``, when given, receives seconds per stage.
+    """
+
+    k: int | None = None
+    mode: SearchMode | None = None
+    filter: str = ""
+    timings: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in SEARCH_MODES:
+            raise BadInputError(f"unknown search mode {self.mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+
+    def replace(self, **changes: Any) -> SearchOptions:
+        return dataclasses.replace(self, **changes)
 
 
 def passage(hit: Hit) -> str:
-    """What a reranker reads: title and heading path, then the chunk (as the embedded text is built)."""
-    if not hit.section:
-        context = hit.title
-    elif hit.section.split(" > ", 1)[0] == hit.title:
-        context = hit.section
-    else:
-        context = f"{hit.title} > {hit.section}"
-    return f"{context}\n\n{hit.text}" if context else hit.text
+    """What a reranker reads: exactly the text that was embedded for the hit (context, then the chunk)."""
+    return hit.search_text or search_text(hit.title, hit.section, hit.text)
 
 
 class Reranker:
@@ -46,7 +62,8 @@ class Reranker:
         self.batch_size = batch_size
         self._model: Any = None
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
+        """Load the model now (``Index.warm_up``), not on the first query."""
         if self._model is None:
             from sentence_transformers import CrossEncoder
 
@@ -58,7 +75,7 @@ class Reranker:
         pairs = [(q, passage(h)) for q, hs in zip(queries, hits, strict=True) for h in hs]
         if not pairs:
             return [[] for _ in hits]
-        scores = self._load().predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        scores = self.load().predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
         out: list[list[Hit]] = []
         i = 0
         for hs in hits:
@@ -94,16 +111,12 @@ class Retriever:
         self.rerank_candidates = rerank_candidates
         self._warned = False
 
-    def search(
-        self,
-        queries: Sequence[str],
-        k: int,
-        mode: str = "hybrid",
-        expr: str = "",
-        timings: dict[str, float] | None = None,
-    ) -> list[list[Hit]]:
-        """Top-``k`` hits per query; ``timings`` (when given) receives seconds spent in ``embed`` and ``search``
-        (and ``rerank`` with a reranker)."""
+    def search(self, queries: Sequence[str], options: SearchOptions) -> list[list[Hit]]:
+        """Top-``k`` hits per query (``k`` and ``mode`` must be set); ``options.timings`` (when given)
+        receives seconds spent in ``embed`` and ``search`` (and ``rerank`` with a reranker)."""
+        k, mode, expr, timings = options.k, options.mode, options.filter, options.timings
+        if k is None or mode is None:
+            raise ValueError("Retriever.search needs k and mode; Index.search_many fills in the defaults")
         if self.reranker is None or not queries:
             return self._search(queries, k, mode, expr, timings)
         first = self._search(queries, max(k, self.rerank_candidates), mode, expr, timings)
@@ -124,8 +137,6 @@ class Retriever:
         t = timings if timings is not None else {}
         t.setdefault("embed", 0.0)
         t.setdefault("search", 0.0)
-        if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if not queries:
             return []
         if mode != "dense" and not self.store.supports_bm25:

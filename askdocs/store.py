@@ -40,7 +40,7 @@ ENGLISH_STOP_WORDS = (  # noqa: SIM905 - one line of words reads better than 33 
     "these they this to was will with"
 ).split()
 ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": ENGLISH_STOP_WORDS}]}
-OUTPUT_FIELDS = ["text", "source", "title", "section", "chunk_index", "start", "end"]
+OUTPUT_FIELDS = ["text", "source", "title", "section", "chunk_index", "start", "end", "search_text"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535
 
@@ -107,6 +107,7 @@ class Hit:
     chunk_index: int = 0
     start: int = 0
     end: int = 0
+    search_text: str = ""  # what was embedded and BM25-indexed (context + text): the reranker reads it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -455,6 +456,7 @@ class MilvusStore:
                         chunk_index=int(e["chunk_index"]),
                         start=int(e["start"]),
                         end=int(e["end"]),
+                        search_text=e.get("search_text") or "",
                     )
                 )
             out.append(hits)

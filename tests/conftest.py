@@ -94,3 +94,29 @@ def sample_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "sample"
     shutil.copytree(SAMPLE, dest)
     return dest
+
+
+@pytest.fixture
+def manual_page():
+    """A page with a trail (its place in its manual), a title and a heading path."""
+    from askdocs.clean import Document, Section
+
+    text = "# Install\n\nRun the installer.\n\n## Options\n\nThe --prefix option sets the folder.\n"
+    sections = [Section(0, 30, "Install"), Section(30, len(text), "Install > Options")]
+    trail = {"trail": ["Server Administration", "Setup"]}
+    return Document("admin/install.html", "/r", "html", "Installation", text, "abc", sections, trail)
+
+
+@pytest.fixture
+def manual_store(tmp_path: Path, embedder: Embedder, manual_page):
+    """The manual page's chunks in a real Milvus Lite collection: (store, chunks)."""
+    from askdocs.chunk import Chunker
+    from askdocs.store import MilvusStore
+
+    chunks = Chunker(512, 51).split(manual_page)
+    store = MilvusStore(str(tmp_path / "manual.db"), "docs")
+    store.create(embedder.model_name, embedder.dimension)
+    store.insert(chunks, embedder.embed_documents([c.search_text for c in chunks]))
+    store.flush()
+    yield store, chunks
+    store.close()

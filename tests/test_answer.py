@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from askdocs import Index
-from askdocs.answer import Answerer
+from askdocs.answer import Answerer, cited_numbers, is_refusal
 from askdocs.cli import app
 from askdocs.config import load_settings
 from askdocs.embed import Embedder
@@ -180,3 +180,25 @@ def test_cli_errors_are_one_line(cli_env: str, args: list[str], message: str) ->
     assert res.exit_code == 1
     assert message in res.stderr
     assert "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- citations and refusals, pure
+
+
+def test_citation_parsing() -> None:
+    assert cited_numbers("HNSW uses M [3] and ef [1, 3]; see also [2][9] and [0].", 5) == [3, 1, 2]
+    assert cited_numbers("no citations here, just [a] and [ 1 ]", 5) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("The documents do not contain the answer.", True),
+        ("The provided documents don't mention the capital of France.", True),
+        ("There is no information about that in the context.", True),
+        ("HNSW has parameters M and efConstruction [2].", False),
+        ("Milvus does not support sparse vectors in version 2.3 [1].", False),
+    ],
+)
+def test_refusal_detection(text: str, refused: bool) -> None:
+    assert is_refusal(text) is refused

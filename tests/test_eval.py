@@ -12,8 +12,6 @@ from typer.testing import CliRunner
 
 from askdocs import evaluate as ev
 from askdocs.cli import app
-from askdocs.retrieve import Reranker, passage
-from askdocs.store import Hit
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -144,40 +142,6 @@ def test_html_report_has_tables_and_svg(tmp_path: Path) -> None:
     assert text.count("<svg") == 2 and "<table>" in text and "hit@1" in text and "key-fact accuracy" in text
     assert "<b>x</b>" not in text  # answers are escaped
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no external assets
-
-
-# --------------------------------------------------------------------------- reranking, pure
-
-
-class _FakeCrossEncoder:
-    def __init__(self, scores: list[float]) -> None:
-        self.scores = scores
-        self.pairs: list[tuple[str, str]] = []
-
-    def predict(self, pairs: list[tuple[str, str]], **_: object) -> list[float]:
-        self.pairs = pairs
-        return self.scores[: len(pairs)]
-
-
-def _hit(source: str, score: float = 0.0, section: str = "", title: str = "T") -> Hit:
-    return Hit(id=source, score=score, source=source, title=title, section=section, text=f"text of {source}")
-
-
-def test_reranker_reorders_cuts_to_k_and_keeps_ties_stable() -> None:
-    rr = Reranker("unused")
-    rr._model = _FakeCrossEncoder([0.1, 0.9, 0.5, 0.9, 0.3])
-    got = rr.rerank(["q1", "q2"], [[_hit("a"), _hit("b"), _hit("c")], [_hit("d"), _hit("e")]], k=2)
-    assert [[h.source for h in hs] for hs in got] == [["b", "c"], ["d", "e"]]
-    assert [h.score for h in got[0]] == [0.9, 0.5]  # the cross-encoder's score replaces the fused one
-    rr._model = _FakeCrossEncoder([0.5, 0.5])
-    assert [h.source for h in rr.rerank(["q"], [[_hit("x"), _hit("y")]], k=5)[0]] == ["x", "y"]
-    assert rr.rerank(["q"], [[]], k=3) == [[]]
-
-
-def test_reranker_reads_title_and_heading_path() -> None:
-    assert passage(_hit("a", section="T > HNSW")) == "T > HNSW\n\ntext of a"
-    assert passage(_hit("a", section="HNSW")) == "T > HNSW\n\ntext of a"
-    assert passage(_hit("a", title="")) == "text of a"
 
 
 # --------------------------------------------------------------------------- variants end to end

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from askdocs.answer import cited_numbers, is_refusal
 from askdocs.errors import AskdocsError
 from askdocs.prompt import PromptTemplate, build_prompt, defuse
 from askdocs.store import Hit
@@ -99,22 +98,3 @@ def test_template_from_file(tmp_path: Path) -> None:
     f.write_text('sytem = "typo"\n')
     with pytest.raises(AskdocsError, match="unknown keys"):
         PromptTemplate.from_file(f)
-
-
-def test_citation_parsing() -> None:
-    assert cited_numbers("HNSW uses M [3] and ef [1, 3]; see also [2][9] and [0].", 5) == [3, 1, 2]
-    assert cited_numbers("no citations here, just [a] and [ 1 ]", 5) == []
-
-
-@pytest.mark.parametrize(
-    ("text", "refused"),
-    [
-        ("The documents do not contain the answer.", True),
-        ("The provided documents don't mention the capital of France.", True),
-        ("There is no information about that in the context.", True),
-        ("HNSW has parameters M and efConstruction [2].", False),
-        ("Milvus does not support sparse vectors in version 2.3 [1].", False),
-    ],
-)
-def test_refusal_detection(text: str, refused: bool) -> None:
-    assert is_refusal(text) is refused

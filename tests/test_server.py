@@ -264,7 +264,7 @@ def test_server_side_paths_stay_inside_the_roots(http: httpx.Client, corpus: Pat
 
 
 def test_concurrent_requests_are_batched(server: Running, openai_client) -> None:
-    app_service = server.server.config.app.state.service()
+    app_service = server.server.config.app.state.service
     before = len(app_service.batcher.batches)
 
     def one(i: int) -> str:
@@ -331,3 +331,25 @@ def test_search_filters_are_structured_and_safe(http: httpx.Client) -> None:
     ):
         r = http.post("/api/search", json={**q, "filters": bad})
         assert r.status_code == 422 and r.json()["error"]["message"]
+
+
+def test_errors_carry_their_status(settings: Settings, embedder, local_llm, tmp_path: Path) -> None:
+    """A missing collection is 404 (it was 400), whichever API asks; an unreachable LLM is 503."""
+    empty = settings.model_copy(update={"milvus_uri": str(tmp_path / "empty.db")})
+    app = create_app(empty, generator=local_llm, embedder=embedder)
+    with Running(app, free_port()) as running, httpx.Client(base_url=running.url, timeout=60) as c:
+        for path, body in [
+            ("/api/search", {"query": "x"}),
+            ("/api/ask", {"question": "x"}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+        ]:
+            r = c.post(path, json=body)
+            assert r.status_code == 404, (path, r.text)
+            assert r.json()["error"]["type"] == "not_found_error" and "askdocs ingest" in r.json()["error"]["message"]
+        assert c.delete("/api/documents/nothing.md").status_code == 404
+    from askdocs.errors import GeneratorUnavailableError
+    from askdocs.generate.openai_api import OpenAIGenerator
+
+    with pytest.raises(GeneratorUnavailableError, match="cannot reach the LLM server") as err:
+        OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", timeout=2)
+    assert err.value.status == 503

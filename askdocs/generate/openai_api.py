@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from askdocs.errors import AskdocsError
+from askdocs.errors import AskdocsError, GeneratorError, GeneratorUnavailableError
 from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,15 @@ class OpenAIGenerator(BaseGenerator):
         try:
             return fn()
         except o.APIConnectionError:
-            raise AskdocsError(
+            raise GeneratorUnavailableError(
                 f"cannot reach the LLM server at {self.base_url}: start it, or check --llm-url / ASKDOCS_LLM_URL"
             ) from None
         except o.AuthenticationError:
-            raise AskdocsError(
+            raise GeneratorError(
                 f"the LLM server at {self.base_url} refused the API key: set --llm-api-key or ASKDOCS_LLM_API_KEY"
             ) from None
         except o.NotFoundError as e:
-            raise AskdocsError(f"the LLM server at {self.base_url} answered 404: {_message(e)}") from None
+            raise GeneratorError(f"the LLM server at {self.base_url} answered 404: {_message(e)}") from None
         except o.BadRequestError as e:
             msg = _message(e)
             hint = ""
@@ -75,7 +75,7 @@ class OpenAIGenerator(BaseGenerator):
                 hint = ": lower top_k or max_tokens, or serve the model with a larger --max-model-len"
             raise AskdocsError(f"the LLM server refused the request ({msg}){hint}") from None
         except o.APIStatusError as e:
-            raise AskdocsError(f"the LLM server at {self.base_url} failed: {e.status_code} {_message(e)}") from None
+            raise GeneratorError(f"the LLM server at {self.base_url} failed: {e.status_code} {_message(e)}") from None
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """vLLM's /tokenize applies the served chat template; elsewhere, a conservative estimate."""
@@ -149,7 +149,7 @@ class OpenAIGenerator(BaseGenerator):
                                 parts.append(text)
                                 yield text
             except self._openai.APIError as e:
-                raise AskdocsError(f"the LLM server at {self.base_url} failed mid-answer: {_message(e)}") from None
+                raise GeneratorError(f"the LLM server at {self.base_url} failed mid-answer: {_message(e)}") from None
             ts.result = Generation(
                 "".join(parts).strip(),
                 usage.prompt_tokens if usage else 0,

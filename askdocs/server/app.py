@@ -1,0 +1,142 @@
+"""App assembly: the lifespan that holds the ``Service``, auth, CORS, metrics, and errors as JSON.
+
+Errors become HTTP statuses here and nowhere else: an ``AskdocsError`` carries its own ``status``
+(bad input 400, not found 404, the LLM failing 502 or unreachable 503, the store unavailable 503),
+so a route raises what went wrong and never picks a status for it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from askdocs.config import Settings
+from askdocs.embed import Embedder
+from askdocs.errors import AskdocsError
+from askdocs.generate import Generator
+from askdocs.server.guards import public
+from askdocs.server.openai_api import router as openai_router
+from askdocs.server.rest_api import router as rest_router
+from askdocs.server.service import Service, get_service
+from askdocs.server.web import mount_static
+from askdocs.server.web import router as web_router
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    401: "authentication_error",
+    404: "not_found_error",
+    502: "upstream_error",
+    503: "unavailable_error",
+}
+
+
+def _error(status: int, message: str, kind: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind or _KINDS.get(status, "invalid_request_error")}}
+    return JSONResponse(body, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    """Every error is JSON ``{"error": {"message", "type"}}`` with its status, never a traceback."""
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        resp = _error(exc.status_code, str(exc.detail))
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body')}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(AskdocsError)
+    async def _askdocs(_: Request, exc: AskdocsError) -> JSONResponse:
+        kind = _KINDS.get(exc.status, "askdocs_error")
+        return _error(exc.status, public(str(exc), settings), kind)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
+
+
+def _require_key(request: Request) -> None:
+    """With ``api_key`` set, ``Authorization: Bearer KEY`` (compared in constant time)."""
+    key = request.app.state.settings.api_key
+    if not key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _measure(request: Request, call_next: Any) -> Response:
+    """Requests and latency per route (the route's template, so ids do not make new series)."""
+    t0 = time.perf_counter()
+    response = await call_next(request)
+    path = getattr(request.scope.get("route"), "path", "other")
+    s: Service | None = getattr(request.app.state, "service", None)
+    if s is not None:
+        s.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        s.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+    return response
+
+
+def create_app(
+    settings: Settings | None = None, *, generator: Generator | None = None, embedder: Embedder | None = None
+) -> FastAPI:
+    """The ASGI app.  ``generator``/``embedder`` let tests and embedders share already-loaded models."""
+    from askdocs.config import load_settings
+
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.service = await run_in_threadpool(Service, settings, generator, embedder)
+        yield
+        service, app.state.service = app.state.service, None
+        service.close()
+
+    app = FastAPI(
+        title="askdocs",
+        version="0.1.0",
+        description="Answers from your own documents, with sources.  OpenAI-compatible at /v1.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = None
+    _install_error_handlers(app, settings)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.middleware("http")(_measure)
+    auth = [Depends(_require_key)]
+
+    @app.get("/health", tags=["ops"])
+    async def health(s: Service = Depends(get_service)) -> dict[str, Any]:
+        return {"status": "ok", "collection": settings.collection, "llm": s.generator.name}
+
+    @app.get("/metrics", tags=["ops"], dependencies=auth)
+    async def metrics(s: Service = Depends(get_service)) -> Response:
+        return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(openai_router, dependencies=auth)
+    app.include_router(rest_router, dependencies=auth)
+    app.include_router(web_router)
+    mount_static(app)
+    return app

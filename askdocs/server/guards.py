@@ -1,0 +1,135 @@
+"""Guards at the server's edge: what an upload may be, which server paths a client may name, what a reply may show.
+
+Clients are untrusted: uploads are checked for name, type, size and count and written whole or not at all;
+server-side paths must resolve, symlinks included, inside the operator's ``ingest_roots``; and server paths
+outside those roots never reach a reply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+
+from askdocs.config import Settings
+
+UPLOAD_SUFFIXES = {".md", ".markdown", ".mdx", ".txt", ".text", ".rst", ".html", ".htm", ".pdf"}
+UPLOAD_TYPES = {
+    "",
+    "application/octet-stream",
+    "application/pdf",
+    "application/xhtml+xml",
+    "text/markdown",
+    "text/x-markdown",
+    "text/plain",
+    "text/html",
+    "text/x-rst",
+    "text/prs.fallenstein.rst",
+}
+
+_ABS_PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+[\w.@+-]*")
+_SAFE_NAME = re.compile(r"[^\w.\- ]+", re.UNICODE)
+
+
+def public(message: str, settings: Settings) -> str:
+    """Server-side paths outside the ingest roots and the upload folder don't reach clients."""
+    allowed = [str(Path(r).resolve()) for r in [*settings.ingest_roots, settings.upload_dir]]
+
+    def hide(m: re.Match[str]) -> str:
+        p = m.group(0)
+        return p if any(p == a or p.startswith(a + os.sep) for a in allowed) else "<path>"
+
+    return _ABS_PATH.sub(hide, message)
+
+
+def public_report(report: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """An ingest report with its failures' paths made ``public``."""
+    failures = report.get("failures") or []
+    report["failures"] = [
+        {k: public(str(v), settings) for k, v in (f.items() if isinstance(f, dict) else {"path": f}.items())}
+        for f in failures
+    ]
+    return report
+
+
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def _candidates(raw: str, real_roots: Sequence[Path]) -> list[Path]:
+    """The lexical places ``raw`` may mean ('..' and foreign absolute paths already ruled out)."""
+    p = Path(raw)
+    found = [Path(os.path.normpath(p))] if p.is_absolute() else [Path(os.path.normpath(r / p)) for r in real_roots]
+    return [c for c in found if _within(c, real_roots)]
+
+
+def confine(paths: Sequence[str], roots: Sequence[Path]) -> list[str]:
+    """Resolve each requested path, symlinks included, and refuse anything outside the roots."""
+    from askdocs.load import discover
+
+    if not roots:
+        raise HTTPException(403, "server-side ingest is off: the operator has configured no ingest_roots")
+    real_roots = [Path(r).resolve() for r in roots]
+    out = []
+    for raw in paths:
+        if "\x00" in raw:
+            raise HTTPException(400, "invalid path")
+        shown = repr(raw) if not Path(raw).is_absolute() else f"path #{len(out) + 1}"  # no server paths in replies
+        candidates = _candidates(raw, real_roots)  # lexical check first, then the real path (symlinks)
+        if not candidates:
+            raise HTTPException(403, f"{shown} is outside the ingest roots")
+        chosen = next((c for c in candidates if c.exists() or c.is_symlink()), None)
+        if chosen is None:
+            raise HTTPException(404, f"{shown} does not exist inside the ingest roots")
+        real = chosen.resolve()
+        if not _within(real, real_roots):
+            raise HTTPException(403, f"{shown} is outside the ingest roots")
+        # a folder may hold symlinks that leave the roots: check every file it would ingest
+        for f in discover([real]).files:
+            if not _within(f.path.resolve(), real_roots):
+                raise HTTPException(403, f"{shown} contains a link that leaves the ingest roots")
+        out.append(str(real))
+    return out
+
+
+def _check_upload(name: str, content_type: str | None, data: bytes, settings: Settings) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise HTTPException(415, f"{name}: unsupported type; send {', '.join(sorted(UPLOAD_SUFFIXES))}")
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype not in UPLOAD_TYPES:
+        raise HTTPException(415, f"{name}: content type {ctype!r} is not a document type")
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, f"{name}: larger than {settings.max_upload_bytes} bytes")
+    if suffix == ".pdf" and not data.startswith(b"%PDF"):
+        raise HTTPException(415, f"{name}: not a PDF file")
+    if suffix != ".pdf" and b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise HTTPException(415, f"{name}: binary content in a text document")
+
+
+async def save_uploads(files: Sequence[Any], settings: Settings) -> list[str]:
+    """Check names, types and sizes, then write each upload whole or not at all."""
+    if not files:
+        raise HTTPException(400, "no files: send one or more 'files' fields")
+    if len(files) > settings.max_upload_files:
+        raise HTTPException(413, f"too many files: at most {settings.max_upload_files} per request")
+    folder = settings.upload_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    for f in files:
+        name = _SAFE_NAME.sub("_", Path(f.filename or "").name).strip(" .")
+        if not name:
+            raise HTTPException(400, f"invalid file name {f.filename!r}")
+        data = await f.read(settings.max_upload_bytes + 1)
+        _check_upload(name, f.content_type, data, settings)
+        target = folder / name
+        tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.part"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        written.append(str(target))
+    return written

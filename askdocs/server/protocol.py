@@ -1,0 +1,214 @@
+"""The wire: request and response models, the stream chunks, and the one loop that streams an answer.
+
+``/v1/chat/completions`` and ``/api/ask`` stream the same answer in two dialects (OpenAI's
+``chat.completion.chunk`` objects, or askdocs's ``sources``/``token``/``done`` events).  Each dialect is a
+``StreamFormat``; ``stream_answer`` is the one loop both run through, so a fix to streaming is made once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+
+from askdocs.answer import Answer, Prepared
+from askdocs.config import SearchMode
+from askdocs.errors import AskdocsError
+from askdocs.retrieve import Condition, SearchOptions, filter_expression
+
+if TYPE_CHECKING:
+    from askdocs.generate import SamplingParams
+    from askdocs.server.service import Service
+
+Event = dict[str, str]
+
+# --------------------------------------------------------------------------- requests
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = ""
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # OpenAI content parts: keep the text ones
+            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+def chat_history(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """The user and assistant turns as generator messages (client system prompts are not askdocs's)."""
+    return [{"role": m.role, "content": m.text()} for m in messages if m.role in ("user", "assistant")]
+
+
+class RetrievalOptions(BaseModel):
+    """How to search, as a client may say it: filters are structured conditions, never expression text."""
+
+    k: int | None = Field(None, ge=1, le=100)
+    mode: SearchMode | None = None
+    filters: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description='Conditions joined with "and", e.g. [{"field": "source", "op": "prefix", "value": "faq/"}].',
+    )
+
+    def search_options(self) -> SearchOptions:
+        return SearchOptions(k=self.k, mode=self.mode, filter=filter_expression(self.filters))
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    askdocs: RetrievalOptions | None = Field(None, description="askdocs extension: retrieval options.")
+
+
+class AskRequest(RetrievalOptions):
+    question: str = Field(min_length=1, max_length=8000)
+    history: list[ChatMessage] = Field(default_factory=list)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class SearchRequest(RetrievalOptions):
+    query: str = Field(min_length=1, max_length=8000)
+
+
+class PathsRequest(BaseModel):
+    paths: list[str] = Field(min_length=1, max_length=1000)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def source_dict(c: Any, cited: set[int]) -> dict[str, Any]:
+    return {**c.to_dict(), "cited": c.n in cited}
+
+
+def sources(answer: Answer) -> list[dict[str, Any]]:
+    cited = {c.n for c in answer.citations}
+    return [source_dict(c, cited) for c in answer.contexts]
+
+
+def usage(a: Answer) -> dict[str, int]:
+    p, c = a.usage.get("prompt_tokens", 0), a.usage.get("completion_tokens", 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def finish_reason(a: Answer) -> str:
+    return "length" if a.finish_reason == "length" else "stop"
+
+
+def completion(rid: str, created: int, model: str, answer: Answer) -> dict[str, Any]:
+    """A whole ``chat.completion``, with askdocs's ``sources`` beside the choices."""
+    message = {"role": "assistant", "content": answer.answer}
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(answer)}],
+        "usage": usage(answer),
+        "sources": sources(answer),
+    }
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class StreamFormat(Protocol):
+    """One dialect of a streamed answer: what comes before the text, each piece, the end, an error."""
+
+    def start(self, prep: Prepared) -> list[Event]: ...
+    def piece(self, text: str) -> Event: ...
+    def done(self, answer: Answer) -> list[Event]: ...
+    def error(self, message: str) -> Event: ...
+
+
+class OpenAIChunks:
+    """``chat.completion.chunk`` objects; the sources and usage ride on the last one, then ``[DONE]``."""
+
+    def __init__(self, rid: str, created: int, model: str) -> None:
+        self.rid, self.created, self.model = rid, created, model
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> Event:
+        body = {
+            "id": self.rid,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return {"data": json.dumps(body, ensure_ascii=False)}
+
+    def start(self, prep: Prepared) -> list[Event]:
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def piece(self, text: str) -> Event:
+        return self._chunk({"content": text})
+
+    def done(self, answer: Answer) -> list[Event]:
+        last = self._chunk({}, finish_reason(answer), sources=sources(answer), usage=usage(answer))
+        return [last, {"data": "[DONE]"}]
+
+    def error(self, message: str) -> Event:
+        return {"data": json.dumps({"error": {"message": message, "type": "askdocs_error"}})}
+
+
+class AskEvents:
+    """askdocs's own events: ``sources`` first, ``token`` pieces, ``done`` with the whole answer."""
+
+    def start(self, prep: Prepared) -> list[Event]:
+        contexts = [c.to_dict() for c in prep.contexts]
+        return [{"event": "sources", "data": json.dumps({"query": prep.query, "contexts": contexts})}]
+
+    def piece(self, text: str) -> Event:
+        return {"event": "token", "data": json.dumps({"text": text}, ensure_ascii=False)}
+
+    def done(self, answer: Answer) -> list[Event]:
+        return [{"event": "done", "data": json.dumps(answer.to_dict(), ensure_ascii=False)}]
+
+    def error(self, message: str) -> Event:
+        return {"event": "error", "data": json.dumps({"message": message})}
+
+
+def stream_answer(
+    s: Service,
+    collection: str,
+    prep: Prepared,
+    params: SamplingParams,
+    fmt: StreamFormat,
+    public: Callable[[str], str],
+) -> EventSourceResponse:
+    """The one streaming loop: the format's start, the pieces as the generator writes them, then its end.
+
+    The status line has gone out with the first event, so a failure after it is an ``error`` event
+    (its message made ``public``), not an HTTP status.
+    """
+
+    async def events() -> AsyncIterator[Event]:
+        for e in fmt.start(prep):
+            yield e
+        answer = None
+        try:
+            async for piece, final in s.stream(collection, prep, params):
+                if final is not None:
+                    answer = final
+                elif piece:
+                    yield fmt.piece(piece)
+        except AskdocsError as e:
+            yield fmt.error(public(str(e)))
+            return
+        assert answer is not None
+        for e in fmt.done(answer):
+            yield e
+
+    return EventSourceResponse(events(), ping=15)

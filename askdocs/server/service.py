@@ -1,0 +1,329 @@
+"""The serving layer: one ``Service`` shares the loaded models across requests; a micro-batcher; ingest jobs.
+
+One ``Service`` loads the embedder and the generator once and shares them
+across requests.  Retrieval is short and runs under a lock per collection
+(Milvus Lite's client is not documented as thread-safe).  Generation is the
+long part and is never serialized behind a lock when the engine can batch:
+
+* ``openai`` backend (a vLLM server behind ``--llm-url``): requests go out
+  concurrently and the server's continuous batching schedules them together;
+* in-process backends (``vllm``, ``local``): a micro-batcher gathers the
+  requests that arrive while the engine is busy and hands them to the engine
+  in one ``generate`` call, so 50 concurrent users cost about one batch.
+
+Streaming on the ``local`` backend streams token by token (transformers'
+streamer); vLLM's offline engine has no token stream, so in-process vLLM
+streams each answer as one piece.  For token streaming with vLLM, serve the
+model with vLLM's own server and point ``--llm-url`` at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from askdocs.answer import Answer, Answerer, Prepared
+from askdocs.config import Settings
+from askdocs.embed import Embedder
+from askdocs.errors import AskdocsError, CollectionNotFoundError
+from askdocs.generate import Generator, SamplingParams, make_generator, resolve_backend
+from askdocs.generate.base import Generation, Message
+from askdocs.generate.none import NoGenerator
+from askdocs.index import Index
+from askdocs.retrieve import SearchOptions
+from askdocs.server.guards import public_report
+from askdocs.store import Hit
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- generation pool
+
+
+class MicroBatcher:
+    """Hands concurrent requests to an in-process engine together, in one ``generate`` call.
+
+    Requests that arrive while a batch is running wait for the next one, so the batch size follows
+    the load with no tuning; requests with different sampling parameters go in separate calls.
+    """
+
+    def __init__(self, generator: Generator, max_batch: int = 64, gather_s: float = 0.01) -> None:
+        self.generator = generator
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        self._queue: queue.Queue[tuple[Sequence[Message], SamplingParams, Future[Generation]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="askdocs-batcher", daemon=True)
+        self._thread.start()
+        self.batches: list[int] = []  # sizes, for /metrics and tests
+
+    def submit(self, messages: Sequence[Message], params: SamplingParams) -> Future[Generation]:
+        fut: Future[Generation] = Future()
+        self._queue.put((messages, params, fut))
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            deadline = time.monotonic() + self.gather_s
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            groups: dict[SamplingParams, list[tuple[Sequence[Message], Future[Generation]]]] = {}
+            for messages, params, fut in batch:
+                groups.setdefault(params, []).append((messages, fut))
+            for params, items in groups.items():
+                self.batches.append(len(items))
+                try:
+                    gens = self.generator.generate([m for m, _ in items], params)
+                except BaseException as e:  # every waiter learns of the failure
+                    for _, fut in items:
+                        fut.set_exception(e)
+                    continue
+                for (_, fut), gen in zip(items, gens, strict=True):
+                    fut.set_result(gen)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+
+# --------------------------------------------------------------------------- ingest jobs
+
+
+@dataclass
+class Job:
+    id: str
+    state: Literal["queued", "running", "done", "failed"] = "queued"
+    files_total: int = 0
+    files_done: int = 0
+    chunks: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+    # ProgressSink: the ingest reports here, the API reads it back
+    def start(self, total_files: int) -> None:
+        self.files_total = total_files
+
+    def file_done(self, source: str) -> None:
+        self.files_done += 1
+
+    def chunks_written(self, n: int) -> None:
+        self.chunks += n
+
+    def failed(self, path: str, reason: str) -> None:
+        self.failures.append({"path": Path(path).name, "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "files_total": self.files_total,
+            "files_done": self.files_done,
+            "chunks": self.chunks,
+            "failures": self.failures,
+        }
+        if self.report is not None:
+            out["report"] = self.report
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Metrics:
+    """The Prometheus series the server exports at ``/metrics``, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "askdocs_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram("askdocs_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
+        self.stages = Histogram(
+            "askdocs_stage_seconds",
+            "Time per pipeline stage",
+            ["stage"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.tokens = Counter("askdocs_tokens", "LLM tokens", ["kind"], registry=self.registry)
+
+
+class Service:
+    """What the server holds: one embedder, one generator, an index per collection, jobs, metrics."""
+
+    def __init__(self, settings: Settings, generator: Generator | None = None, embedder: Embedder | None = None):
+        self.settings = settings
+        self.index = Index(settings, embedder=embedder).warm_up()  # loaded now, not on the first question
+        self.embedder: Embedder = self.index.embedder()
+        self.backend = "custom" if generator is not None else resolve_backend(settings)
+        self.generator = generator if generator is not None else make_generator(settings)
+        self.answerers: dict[str, Answerer] = {settings.collection: Answerer(self.index, self.generator)}
+        self.locks: dict[str, threading.Lock] = {settings.collection: threading.Lock()}
+        in_process = self.backend in ("vllm", "local", "custom") and not isinstance(self.generator, NoGenerator)
+        # vLLM's scheduler gains throughput from wide batches.  transformers on a CPU does not (measured:
+        # 16 answers took 67 s one by one, 63 s in batches of 8, 70 s as one batch of 16), so there a
+        # narrow batch only keeps the first answers from waiting for the last.
+        width = 256 if self.backend == "vllm" else 4
+        self.batcher = MicroBatcher(self.generator, max_batch=width) if in_process else None
+        self.stream_tokens = self.backend != "vllm" and not isinstance(self.generator, NoGenerator)
+        self.jobs: dict[str, Job] = {}
+        self.ingest_lock = threading.Lock()  # one writer: Milvus Lite has a single writer anyway
+        self.metrics = Metrics()
+
+    # collections -------------------------------------------------------------
+
+    def collections(self) -> list[str]:
+        names = [self.settings.collection]
+        names += [c for c in self.index.store.list_collections() if c != self.settings.collection]
+        return names
+
+    def answerer(self, model: str | None) -> tuple[str, Answerer]:
+        """The collection a request names as its ``model`` (or the default one)."""
+        name = self.settings.collection if model in (None, "", self.generator.name, "askdocs") else str(model)
+        if name not in self.answerers:
+            if name not in self.collections():
+                raise CollectionNotFoundError(f"no collection {name!r}; GET /v1/models lists them")
+            # the server's embedder serves this collection too when it is the collection's model
+            ix = Index(
+                self.settings.model_copy(update={"collection": name, "embed_model": None}), embedder=self.embedder
+            )
+            self.answerers[name] = Answerer(ix, self.generator)
+            self.locks[name] = threading.Lock()
+        return name, self.answerers[name]
+
+    # questions ---------------------------------------------------------------
+
+    def search(self, query: str, options: SearchOptions) -> list[Hit]:
+        with self.locks[self.settings.collection]:
+            return self.index.search(query, options)
+
+    def prepare(
+        self,
+        collection: str,
+        question: str,
+        history: Sequence[Message],
+        params: SamplingParams,
+        options: SearchOptions,
+    ) -> Prepared:
+        answerer = self.answerers[collection]
+        # A follow-up is rewritten by the LLM: through the batcher when generation is in-process.
+        query = question
+        rewrite_s = 0.0
+        if history and not isinstance(self.generator, NoGenerator):
+            t0 = time.perf_counter()
+            query = answerer.rewrite(history, question, generate=self.generate)
+            rewrite_s = time.perf_counter() - t0
+        hist = answerer.recent(history)
+        with self.locks[collection]:
+            prep = answerer.prepare_many([question], search=options, histories=[hist], queries=[query], params=params)[
+                0
+            ]
+        if history:
+            prep.timings["rewrite"] = rewrite_s
+        for stage in ("embed", "search", "prompt", "rewrite"):
+            if stage in prep.timings:
+                self.metrics.stages.labels(stage).observe(prep.timings[stage])
+        return prep
+
+    def generate(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
+        """One answer, through the micro-batcher when the engine is in-process (blocks the calling thread)."""
+        if self.batcher is not None:
+            return self.batcher.submit(messages, params).result()
+        return self.generator.generate([messages], params)[0]
+
+    async def agenerate(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
+        """``generate`` for the event loop: a batched request waits on its future, not on a thread."""
+        if self.batcher is not None:
+            return await asyncio.wrap_future(self.batcher.submit(messages, params))
+        return await run_in_threadpool(self.generate, messages, params)
+
+    async def answer(self, collection: str, prep: Prepared, params: SamplingParams) -> Answer:
+        t0 = time.perf_counter()
+        gen = await self.agenerate(prep.prompt.messages, params)
+        return self.finish(collection, prep, gen, time.perf_counter() - t0)
+
+    async def stream(
+        self, collection: str, prep: Prepared, params: SamplingParams
+    ) -> AsyncIterator[tuple[str, Answer | None]]:
+        """(piece, None) while the answer is written, then ("", answer)."""
+        t0 = time.perf_counter()
+        if not self.stream_tokens:
+            gen = await self.agenerate(prep.prompt.messages, params)
+            yield gen.text, None
+        else:
+            ts = self.generator.stream(prep.prompt.messages, params)
+            async for piece in iterate_in_threadpool(iter(ts)):
+                yield piece, None
+            assert ts.result is not None
+            gen = ts.result
+        yield "", self.finish(collection, prep, gen, time.perf_counter() - t0)
+
+    def finish(self, collection: str, prep: Prepared, gen: Generation, seconds: float) -> Answer:
+        answer = self.answerers[collection].finish(prep, gen, seconds)
+        self.metrics.stages.labels("generate").observe(seconds)
+        self.metrics.tokens.labels("prompt").inc(answer.usage.get("prompt_tokens", 0))
+        self.metrics.tokens.labels("completion").inc(answer.usage.get("completion_tokens", 0))
+        return answer
+
+    # documents ---------------------------------------------------------------
+
+    def delete_document(self, source: str) -> int:
+        """Chunks removed (0 when the document is not indexed); waits for a running ingest."""
+        with self.ingest_lock, self.locks[self.settings.collection]:
+            return self.index.delete(source)
+
+    def start_ingest(self, paths: list[str]) -> Job:
+        job = Job(uuid.uuid4().hex[:12])
+        self.jobs[job.id] = job
+        threading.Thread(target=self._ingest, args=(job, paths), name=f"askdocs-ingest-{job.id}", daemon=True).start()
+        return job
+
+    def _ingest(self, job: Job, paths: list[str]) -> None:
+        with self.ingest_lock:
+            job.state = "running"
+            try:
+                report = self.index.ingest(*paths, progress=job)
+                job.report = public_report(report.to_dict(), self.settings)
+                job.state = "done"
+            except AskdocsError as e:
+                job.error, job.state = str(e), "failed"
+            except Exception as e:  # reported to the client without internals
+                log.exception("ingest job %s failed", job.id)
+                job.error, job.state = f"ingest failed: {type(e).__name__}", "failed"
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.generator.close()
+        for a in self.answerers.values():
+            a.index.close()
+
+
+def get_service(request: Request) -> Service:
+    """The app's ``Service`` (a FastAPI dependency): it lives on ``app.state`` from start-up to shutdown."""
+    return request.app.state.service

@@ -97,9 +97,13 @@ def test_ask_read_a_source_upload_and_delete(browser, site: str, tmp_path: Path)
     page.click("#tab-docs")
     note = tmp_path / "okapi-notes.md"
     note.write_text("# Okapi\n\nThe okapi setting tunes the flux capacitor of the askdocs browser test.\n")
-    page.set_input_files("#files", str(note))
+    stray = tmp_path / "settings.json"  # not a document: refused, while the note is still ingested
+    stray.write_text("{}")
+    assert ".docx" in page.get_attribute("#files", "accept")
+    page.set_input_files("#files", [str(note), str(stray)])
     page.click("#upload-button")
     page.wait_for_selector("#upload-status:has-text('Ingest done')", timeout=120_000)
+    assert "not uploaded: settings.json: unsupported type .json" in page.inner_text("#upload-status")
     row = page.locator("#docs-body tr", has_text="okapi-notes.md")
     row.wait_for()
     assert row.count() == 1

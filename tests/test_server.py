@@ -222,6 +222,31 @@ def test_upload_then_search_then_delete(http: httpx.Client) -> None:
     assert hits[0]["source"] != "zorb notes.md"
 
 
+def test_one_bad_file_does_not_reject_the_upload(http: httpx.Client, tmp_path: Path) -> None:
+    from office_files import make_docx
+
+    docx = make_docx(tmp_path / "guide.docx").read_bytes()
+    files = [
+        ("files", ("tool.exe", b"MZ...", "application/octet-stream")),
+        ("files", ("hnsw guide.docx", docx, "application/vnd.openxmlformats-officedocument.wordprocessingml.document")),
+        ("files", ("too big.md", b"x" * 200_001, "text/markdown")),
+    ]
+    r = http.post("/api/ingest", files=files)
+    assert r.status_code == 202, r.text
+    refused = {f["path"]: f["reason"] for f in r.json()["rejected"]}
+    assert refused.keys() == {"tool.exe", "too big.md"}
+    assert "unsupported type .exe" in refused["tool.exe"] and "larger than" in refused["too big.md"]
+    job = wait_job(http, r.json()["job"])
+    assert job["state"] == "done" and job["files_done"] == 1 and job["report"]["added"] == 1
+    assert [f["path"] for f in job["rejected"]] == ["tool.exe", "too big.md"]
+    docs = {d["source"]: d for d in http.get("/api/documents").json()["documents"]}
+    assert docs["hnsw guide.docx"]["title"] == "Vector Index Guide"
+    query = "HNSW builds a layered proximity graph for approximate nearest neighbour search"
+    hits = http.post("/api/search", json={"query": query, "k": 5}).json()["results"]
+    assert "hnsw guide.docx" in [h["source"] for h in hits]
+    assert http.delete("/api/documents/hnsw%20guide.docx").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("files", "status", "message"),
     [

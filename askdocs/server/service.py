@@ -119,6 +119,7 @@ class Job:
     files_done: int = 0
     chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # uploads refused before ingest
     report: dict[str, Any] | None = None
     error: str | None = None
 
@@ -143,6 +144,7 @@ class Job:
             "files_done": self.files_done,
             "chunks": self.chunks,
             "failures": self.failures,
+            "rejected": self.rejected,
         }
         if self.report is not None:
             out["report"] = self.report
@@ -297,8 +299,8 @@ class Service:
         with self.ingest_lock, self.locks[self.settings.collection]:
             return self.index.delete(source)
 
-    def start_ingest(self, paths: list[str]) -> Job:
-        job = Job(uuid.uuid4().hex[:12])
+    def start_ingest(self, paths: list[str], rejected: Sequence[dict[str, Any]] = ()) -> Job:
+        job = Job(uuid.uuid4().hex[:12], rejected=[{"path": r["path"], "reason": r["reason"]} for r in rejected])
         self.jobs[job.id] = job
         threading.Thread(target=self._ingest, args=(job, paths), name=f"askdocs-ingest-{job.id}", daemon=True).start()
         return job

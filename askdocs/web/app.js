@@ -400,8 +400,10 @@ function jobSummary(j) {
   let s = `Ingest ${j.state}: ${j.files_done}/${plural(j.files_total, "file")}, ${plural(j.chunks, "chunk")}`;
   if (r) s += ` (${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged, ${r.failed} failed)`;
   const fails = (j.failures || (r && r.failures) || []).map((f) => `${f.path}: ${f.reason}`).join("; ");
+  const refused = (j.rejected || []).map((f) => f.reason).join("; ");
   if (j.error) s += ` — ${j.error}`;
   if (fails) s += ` — failed: ${fails}`;
+  if (refused) s += ` — not uploaded: ${refused}`;
   return s;
 }
 
@@ -415,7 +417,7 @@ $("upload-form").addEventListener("submit", async (ev) => {
   $("upload-button").disabled = true;
   $("upload-status").textContent = `Uploading ${plural(files.length, "file")}…`;
   try {
-    const { job } = await (await api("/api/ingest", { method: "POST", body: form })).json();
+    const { job } = await (await api("/api/ingest", { method: "POST", body: form })).json();  // rejected files come back in the job
     bar.hidden = false;
     bar.removeAttribute("value");  // indeterminate until the job knows its files
     for (;;) {

@@ -125,6 +125,17 @@ RERANK: dict[str, Any] = {
 SERVE: dict[str, Any] = {
     "host": Annotated[Optional[str], typer.Option("--host", help="Interface [env: ASKDOCS_HOST]")],
     "port": Annotated[Optional[int], typer.Option("--port", help="TCP port [env: ASKDOCS_PORT]")],
+    "mcp": Annotated[
+        Optional[bool],
+        typer.Option("--mcp/--no-mcp", help="MCP tools over streamable HTTP at /mcp (default on) [env: ASKDOCS_MCP]"),
+    ],
+    "watch": Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--watch",
+            help="Folder the server keeps in sync as files change (repeatable) [env: ASKDOCS_WATCH, a JSON list]",
+        ),
+    ],
 }
 #: CLI option names that differ from the setting they set
 _SETTING = {
@@ -147,7 +158,7 @@ def build_settings(**options: Any) -> Settings:
     from askdocs.config import load_settings
 
     check_mode(options.get("mode"))
-    values = {_SETTING.get(k, k): v for k, v in options.items()}
+    values = {_SETTING.get(k, k): (v or None if isinstance(v, list | tuple) else v) for k, v in options.items()}
     try:
         return load_settings(**values)
     except Exception as exc:  # pydantic.ValidationError: bad setting values
@@ -563,6 +574,10 @@ def serve(*, settings: Settings) -> None:
 
     from askdocs.server import create_app
 
+    missing = [str(f) for f in settings.watch if not f.is_dir()]
+    if missing:
+        raise _fail(f"--watch needs existing folders: {', '.join(missing)} not found")
+    logging.getLogger("askdocs").setLevel(logging.INFO)  # the server's request and ingest log
     app_ = create_app(settings)
     config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
@@ -575,13 +590,16 @@ def serve(*, settings: Settings) -> None:
             return
         st = svc.index.status()
         url = f"http://{settings.host}:{settings.port}"
-        err.print(f"[bold]askdocs[/] serving {url}  (web page /, OpenAI API {url}/v1, docs {url}/docs)")
+        mcp = f", MCP {url}/mcp" if settings.mcp else ""
+        err.print(f"[bold]askdocs[/] serving {url}  (web page /, OpenAI API {url}/v1{mcp}, docs {url}/docs)")
         err.print(
             f"  collection [cyan]{settings.collection}[/] at {settings.milvus_uri}: "
             f"{st.documents} documents, {st.chunks} chunks; embeddings {st.model or svc.embedder.model_name}",
             highlight=False,
         )
         err.print(f"  LLM: {svc.backend} {svc.generator.name}; API key {'required' if settings.api_key else 'off'}")
+        if settings.watch:
+            err.print(f"  keeping {', '.join(map(str, settings.watch))} in sync (ingest --prune on each change)")
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()  # uvicorn handles Ctrl-C itself

@@ -161,6 +161,14 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+    sources_footer: bool = Field(
+        True,
+        description="askdocs serve: /v1/chat/completions adds a 'Sources' footer ([n] path › section) to the content.",
+    )
+    mcp: bool = Field(True, description="askdocs serve: MCP tools over streamable HTTP at /mcp (behind api_key).")
+    watch: list[Path] = Field(
+        default_factory=list, description="askdocs serve: folders the server keeps in sync (ingest --prune on change)."
+    )
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -2,9 +2,9 @@
 
 Built on the official ``mcp`` SDK (2.x, where FastMCP is now called ``MCPServer``), which derives
 each tool's JSON schema from the type hints and docstrings below and speaks stdio or streamable
-HTTP.  ``build_mcp`` makes the app without running it, so ``askdocs serve`` can later mount
-``build_mcp(...).streamable_http_app(streamable_http_path="/")`` under ``/mcp`` beside its own
-routes; ``askdocs mcp`` runs it over stdio.
+HTTP.  ``build_mcp`` makes the app without running it: ``askdocs mcp`` runs it over stdio with its own
+index and LLM (``LocalTools``); ``askdocs serve`` mounts its streamable HTTP app at ``/mcp`` over the
+server's already-loaded models (``askdocs.server.app``).
 
 The index and the LLM load on the first tool call, not at start-up: an MCP client starts its
 servers eagerly and lists their tools before anyone asks anything.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -24,7 +24,7 @@ from askdocs.errors import AskdocsError
 from askdocs.retrieve import SearchOptions
 
 if TYPE_CHECKING:
-    from askdocs.answer import Answerer
+    from askdocs.answer import Answer, Answerer
     from askdocs.config import Settings
     from askdocs.index import Index
 
@@ -35,8 +35,17 @@ INSTRUCTIONS = (
 )
 
 
-class _Parts:
-    """The index and answerer, made once on first use and shared by every tool call.
+class Tools(Protocol):
+    """What the MCP tools call: its own index and LLM for ``askdocs mcp``, the server's for ``serve``'s /mcp."""
+
+    def search(self, query: str, options: SearchOptions) -> list[Any]: ...
+    def ask(self, question: str, options: SearchOptions) -> Answer: ...
+    def documents(self) -> list[Any]: ...
+    def close(self) -> None: ...
+
+
+class LocalTools:
+    """The index and answerer of ``askdocs mcp``, made once on first use and shared by every tool call.
 
     One lock: Milvus Lite and the in-process LLMs are not meant to be driven from two threads at once,
     and the SDK runs synchronous tools on worker threads.
@@ -48,20 +57,34 @@ class _Parts:
         self._index: Index | None = None
         self._answerer: Answerer | None = None
 
-    def index(self) -> Index:
+    def _get_index(self) -> Index:
         if self._index is None:
             from askdocs.index import Index
 
             self._index = Index(self.settings)
         return self._index
 
-    def answerer(self) -> Answerer:
+    def _get_answerer(self) -> Answerer:
         if self._answerer is None:
             from askdocs.answer import Answerer
             from askdocs.generate import make_generator
 
-            self._answerer = Answerer(self.index(), make_generator(self.settings))
+            self._answerer = Answerer(self._get_index(), make_generator(self.settings))
         return self._answerer
+
+    def search(self, query: str, options: SearchOptions) -> list[Any]:
+        with self.lock:
+            return self._get_index().search(query, options)
+
+    def ask(self, question: str, options: SearchOptions) -> Answer:
+        with self.lock:
+            return self._get_answerer().ask(question, search=options)
+
+    def documents(self) -> list[Any]:
+        with self.lock:
+            index = self._get_index()
+            index.require_collection()
+            return index.documents()
 
     def close(self) -> None:
         if self._index is not None:
@@ -88,14 +111,15 @@ def _hit(rank: int, hit: Any) -> dict[str, Any]:
     }
 
 
-def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPServer:
+def build_mcp(settings: Settings | None = None, tools: Tools | None = None, **server_options: Any) -> MCPServer:
     """The askdocs MCP app over one collection; run it (``.run("stdio")``) or mount its HTTP app.
 
-    ``server_options`` go to ``MCPServer`` (for example ``log_level``).
+    ``tools`` is what the tools call (default: a ``LocalTools`` over ``settings``); ``server_options``
+    go to ``MCPServer`` (for example ``log_level``).
     """
     from askdocs.config import load_settings
 
-    parts = _Parts(settings or load_settings())
+    parts = tools or LocalTools(settings or load_settings())
     app = MCPServer("askdocs", instructions=INSTRUCTIONS, **server_options)
 
     @app.tool()
@@ -112,8 +136,8 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
         """
         if not 1 <= k <= 50:
             raise ToolError("k must be between 1 and 50")
-        with parts.lock, _tool_errors():
-            hits = parts.index().search(query, SearchOptions(k=k, mode=mode, filter=filter))
+        with _tool_errors():
+            hits = parts.search(query, SearchOptions(k=k, mode=mode, filter=filter))
         return [_hit(i, h) for i, h in enumerate(hits, 1)]
 
     @app.tool()
@@ -127,8 +151,8 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
             question: the question, in natural language.
             k: how many passages to give the LLM; default: the configured top_k.
         """
-        with parts.lock, _tool_errors():
-            answer = parts.answerer().ask(question, search=SearchOptions(k=k))
+        with _tool_errors():
+            answer = parts.ask(question, SearchOptions(k=k))
         # best first, as in `askdocs ask`; the n of each passage is the [n] the answer cites
         contexts = sorted(answer.contexts, key=lambda c: -c.score)
         return {
@@ -144,10 +168,8 @@ def build_mcp(settings: Settings | None = None, **server_options: Any) -> MCPSer
     @app.tool()
     def list_documents() -> list[dict[str, Any]]:
         """List the indexed documents: source path (the name `search` results use), title and chunk count."""
-        with parts.lock, _tool_errors():
-            index = parts.index()
-            index.require_collection()
-            docs = index.documents()
+        with _tool_errors():
+            docs = parts.documents()
         return [{"source": d.source, "title": d.title, "chunks": d.chunks} for d in docs]
 
     app.askdocs_parts = parts  # type: ignore[attr-defined]  # so a host can close the index on shutdown

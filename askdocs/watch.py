@@ -13,6 +13,7 @@ second for the 269 Milvus docs) and can never drift from what a plain ``askdocs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -63,11 +64,13 @@ def watch_and_sync(
     progress: ProgressSink | None = None,
     stop_event: threading.Event | None = None,
     quiet_ms: int = QUIET_MS,
+    lock: threading.Lock | None = None,
 ) -> None:
     """Sync ``paths`` into ``index`` now, then again after every burst of changes until ``stop_event``.
 
     ``on_sync`` gets each report and the changes that caused it (an empty set for the first sync).
     Folders and single files can be watched; a glob cannot (there is nothing to watch until it matches).
+    ``lock``, when given, is held for each sync (the server's one-writer lock).
     """
     targets = [os.fspath(p) for p in paths]
     missing = [p for p in targets if not Path(p).exists()]
@@ -75,7 +78,12 @@ def watch_and_sync(
         from askdocs.errors import AskdocsError
 
         raise AskdocsError(f"--watch needs existing folders or files: {', '.join(missing)} not found")
-    report = index.ingest(*targets, prune=True, progress=progress)
+
+    def sync() -> IngestReport:
+        with lock or contextlib.nullcontext():
+            return index.ingest(*targets, prune=True, progress=progress)
+
+    report = sync()
     if on_sync is not None:
         on_sync(report, set())
     for changes in watch(
@@ -86,7 +94,7 @@ def watch_and_sync(
         stop_event=stop_event,
         raise_interrupt=False,
     ):
-        report = index.ingest(*targets, prune=True, progress=progress)
+        report = sync()
         if on_sync is not None:
             on_sync(report, changes)
 

@@ -299,3 +299,26 @@ def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str
     expect(page.locator("#info")).to_contain_text("3 documents")
     expect(page.locator(".turn")).to_have_count(0)  # a new chat is forgotten for good
     context.close()
+
+
+def test_api_docs_render_offline(browser, site: str) -> None:
+    """/docs with every request off the server refused: Swagger UI comes from askdocs, not a CDN."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    refused: list[str] = []
+
+    def offline(route) -> None:
+        if route.request.url.startswith(site):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    page.goto(f"{site}/docs")
+    page.locator(".opblock-summary-path", has_text="/v1/chat/completions").first.wait_for(timeout=30_000)
+    page.locator(".opblock-summary-path", has_text="/api/search").first.click()
+    page.wait_for_selector("text=Request body")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-api-docs.png"))
+    assert not [u for u in refused if u.endswith((".js", ".css"))], refused
+    page.close()

@@ -109,3 +109,84 @@ def test_list_documents_on_a_missing_collection_is_a_tool_error(tmp_path: Path) 
 
     result = anyio.run(_session, _params(str(tmp_path / "empty.db"), "--llm-backend", "none"), work)
     assert result.is_error and "askdocs ingest" in result.content[0].text
+
+
+# --------------------------------------------------------------------------- /mcp under `askdocs serve`
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_mounts_mcp_behind_the_api_key_and_keeps_a_watched_folder_in_sync(tmp_path: Path) -> None:
+    """`askdocs serve --watch DIR`: the SDK's streamable HTTP client at /mcp sees files come and go."""
+    import subprocess
+    import time
+
+    import httpx
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "okapi.md").write_text("# Okapi\n\nThe okapi lever tunes the flux capacitor of the watch test.\n")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ASKDOCS_EMBED_DEVICE": "cpu", "ASKDOCS_API_KEY": "s3cret"}
+    cmd = [sys.executable, "-m", "askdocs.cli", "serve", "--uri", str(tmp_path / "w.db"), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--llm-backend", "none", "--watch", str(notes)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        assert httpx.post(f"{base}/mcp", json={}).status_code == 401  # the same key as /v1 and /api
+
+        async def sources(session: ClientSession) -> set[str]:
+            result = await session.call_tool("list_documents", {})
+            return {d["source"] for d in _payload(result)} if not result.is_error else set()
+
+        async def work() -> dict:
+            client = create_mcp_http_client(headers={"Authorization": "Bearer s3cret"})
+            async with (
+                client,
+                streamable_http_client(f"{base}/mcp", http_client=client) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                out: dict = {"tools": {t.name for t in (await session.list_tools()).tools}}
+                for _ in range(300):  # the start-up sync runs in the background
+                    if "okapi.md" in await sources(session):
+                        break
+                    await anyio.sleep(0.2)
+                out["first"] = await sources(session)
+                out["hits"] = _payload(await session.call_tool("search", {"query": "okapi lever flux", "k": 1}))
+                (notes / "zebra.md").write_text("# Zebra\n\nZebra stripes confuse the watch test's flies.\n")
+                (notes / "okapi.md").unlink()
+                for _ in range(300):
+                    if await sources(session) == {"zebra.md"}:
+                        break
+                    await anyio.sleep(0.2)
+                out["after"] = await sources(session)
+                return out
+
+        out = anyio.run(work)
+        assert out["tools"] == {"search", "ask", "list_documents"}
+        assert out["first"] == {"okapi.md"}
+        assert out["hits"][0]["source"] == "okapi.md"
+        assert out["after"] == {"zebra.md"}
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert f"MCP {base}/mcp" in stderr and f"keeping {notes} in sync" in stderr
+    assert "watch sync" in stderr  # the server logs its syncs

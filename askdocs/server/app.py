@@ -7,11 +7,10 @@ so a route raises what went wrong and never picks a status for it.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -24,7 +23,7 @@ from askdocs.config import Settings
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError
 from askdocs.generate import Generator
-from askdocs.server.guards import public
+from askdocs.server.guards import key_ok, public
 from askdocs.server.openai_api import router as openai_router
 from askdocs.server.rest_api import router as rest_router
 from askdocs.server.service import Service, get_service
@@ -74,11 +73,7 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
 def _require_key(request: Request) -> None:
     """With ``api_key`` set, ``Authorization: Bearer KEY`` (compared in constant time)."""
-    key = request.app.state.settings.api_key
-    if not key:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+    if not key_ok(request.headers.get("authorization", ""), request.app.state.settings):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -105,7 +100,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = await run_in_threadpool(Service, settings, generator, embedder)
-        yield
+        if settings.watch:
+            app.state.service.start_watch(settings.watch)
+        async with mcp[1]() if mcp is not None else nullcontext():
+            yield
         service, app.state.service = app.state.service, None
         service.close()
 
@@ -114,9 +112,16 @@ def create_app(
         version="0.1.0",
         description="Answers from your own documents, with sources.  OpenAI-compatible at /v1.",
         lifespan=lifespan,
+        docs_url=None,  # served by askdocs.server.web from vendored files: FastAPI's loads a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = None
+    mcp = None
+    if settings.mcp:  # MCP tools over streamable HTTP, calling this app's Service
+        from askdocs.server.mcp_http import mcp_route
+
+        mcp = mcp_route(settings, app.state)
     _install_error_handlers(app, settings)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -137,6 +142,8 @@ def create_app(
 
     app.include_router(openai_router, dependencies=auth)
     app.include_router(rest_router, dependencies=auth)
+    if mcp is not None:
+        app.router.routes.append(mcp[0])
     app.include_router(web_router)
     mount_static(app)
     return app

@@ -7,6 +7,7 @@ outside those roots never reach a reply.
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import uuid
@@ -77,6 +78,14 @@ def public_report(report: dict[str, Any], settings: Settings) -> dict[str, Any]:
         for f in failures
     ]
     return report
+
+
+def key_ok(authorization: str, settings: Settings) -> bool:
+    """``Authorization: Bearer KEY`` matches the server's ``api_key`` (constant time), or no key is set."""
+    if not settings.api_key:
+        return True
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), settings.api_key.encode())
 
 
 def _within(path: Path, roots: Sequence[Path]) -> bool:

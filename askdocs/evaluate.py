@@ -17,6 +17,8 @@ no paraphrase credit).  A refusal is detected by ``askdocs.answer.is_refusal`` (
 a regex for the prompt's "The documents do not contain the answer." and its usual paraphrases
 ("does not mention/provide/say", "no information", "not mentioned in").  Refusal accuracy is the
 share of unanswerable questions refused; false refusals the share of answerable ones refused.
+Support is the share of all answer sentences that the chunk they cite supports (``askdocs.support``: a
+sentence citing nothing counts as unsupported, the refusal sentence as supported).
 Citation precision is, over answerable answers that cite at least one [n], the share of cited
 sources that are gold.  Latency is the whole ``Answer.timings`` sum (embed, search, rerank, prompt,
 generate) per question; questions are answered one by one unless ``batch`` so it is per answer.
@@ -171,6 +173,7 @@ def answer_metrics(questions: Sequence[dict[str, Any]], answers: Sequence[Any]) 
     carrying ``.source``, ``.timings`` and ``.refused``), one per question in order.
     """
     ans_rows, unans, cite_prec, latencies, rows = [], [], [], [], []
+    checked: list[bool] = []
     for q, a in zip(questions, answers, strict=True):
         total = float(sum(a.timings.values()))
         latencies.append(total)
@@ -184,7 +187,9 @@ def answer_metrics(questions: Sequence[dict[str, Any]], answers: Sequence[Any]) 
             "seconds": total,
             "cited": cited,
             "answer": a.answer,
+            "support": getattr(a, "support", None),
         }
+        checked.extend(c.supported for c in getattr(a, "sentences", []))
         if q.get("answerable", True):
             row["key_facts"] = has_key_facts(a.answer, q.get("key_facts", []))
             ans_rows.append(row)
@@ -198,6 +203,8 @@ def answer_metrics(questions: Sequence[dict[str, Any]], answers: Sequence[Any]) 
         "false_refusal_rate": _mean([r["refused"] for r in ans_rows]),
         "refusal_accuracy": _mean([r["refused"] for r in unans]),
         "citation_precision": _mean(cite_prec),
+        "support": _mean(checked),
+        "sentences_checked": len(checked),
         "answers_with_citations": len(cite_prec),
         "n_answerable": len(ans_rows),
         "n_unanswerable": len(unans),
@@ -313,6 +320,7 @@ def answer_table_rows(ans: dict[str, Any]) -> list[list[str]]:
         ["refusal accuracy (unanswerable)", _fmt(ans["refusal_accuracy"])],
         ["false refusals (answerable)", _fmt(ans["false_refusal_rate"])],
         [f"citation precision ({ans['answers_with_citations']} cited)", _fmt(ans["citation_precision"])],
+        [f"support ({ans.get('sentences_checked', 0)} sentences)", _fmt(ans.get("support"))],
         ["latency p50 (s)", _fmt(ans["latency_p50"])],
         ["latency p95 (s)", _fmt(ans["latency_p95"])],
     ]

@@ -19,7 +19,7 @@ from askdocs.embed import Embedder, canonical_model, default_backend, default_mo
 from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
-from askdocs.store import Hit, MilvusStore, literal
+from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
 
 
 @dataclass
@@ -44,6 +44,7 @@ class IndexStatus:
     size_bytes: int | None = None
     chunking: str | None = None
     other_collections: list[str] = field(default_factory=list)
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -70,12 +71,15 @@ class Index:
         """
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         s = self.settings
-        self.store = MilvusStore(s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type)
+        self.store = MilvusStore(
+            s.milvus_uri, s.collection, s.milvus_token, s.index_type, s.metric_type, s.milvus_retry_seconds
+        )
         self._shared: Embedder | None = embedder
         self._embedder: Embedder | None = None
         self._chunker: Chunker | None = None
         self._meta: dict[str, Any] | None = None  # the collection's metadata, read once it exists
         self._model_checked = False
+        self.last_ingestor: Ingestor | None = None  # the latest ingest's, for its counters (tests, benchmarks)
         self.retriever = Retriever(
             self.store,
             self.embedder,
@@ -157,12 +161,21 @@ class Index:
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
+            s = self.settings
+            if s.embed_url:  # embedding servers: the configured model, else the collection's
+                from askdocs.embed_remote import remote_embedder
+
+                meta = self.meta()
+                model = canonical_model(s.embed_model) if s.embed_model else (meta or {}).get("model")
+                if model:
+                    self.store.check_model(model)
+                self._embedder = remote_embedder(s, model)
+                return self._embedder
             model = self.model_name
             if self._shared is not None and self._shared.model_name == model:
                 self._embedder = self._shared
             else:
                 self.store.check_model(model)
-                s = self.settings
                 self._embedder = make_embedder(
                     model, self.embed_backend, s.embed_device, s.embed_batch_size, s.query_instruction
                 )
@@ -189,14 +202,24 @@ class Index:
     ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents so the index matches the files."""
         self._check_model()
-        ingestor = Ingestor(
+        kind: type[Ingestor] = Ingestor
+        more: dict[str, object] = {}
+        if self.settings.ray_address is not None:  # the same sync on Ray Data: askdocs/ingest_ray.py
+            from askdocs.ingest_ray import RayIngestor
+
+            kind, more = RayIngestor, {"settings": self.settings, "address": self.settings.ray_address}
+        ingestor = kind(
             self.store,
             chunker=self.chunker,
             embedder=self.embedder,
             ensure_collection=self._ensure_collection,
             batch_size=max(self.settings.embed_batch_size * 4, 64),
             progress=progress,
+            pdf_max_inflated=int(self.settings.pdf_max_inflated_mb * 2**20),
+            max_file_bytes=int(self.settings.max_file_mb * 2**20),
+            **more,
         )
+        self.last_ingestor = ingestor
         return ingestor.run([os.fspath(p) for p in paths], prune=prune)
 
     def search_many(
@@ -257,4 +280,9 @@ class Index:
         st.documents = len(states)
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
+        if s.is_lite and st.chunks > LITE_CHUNK_LIMIT:
+            st.warning = (
+                f"{st.chunks:,} chunks is past the {LITE_CHUNK_LIMIT:,} up to which Milvus Lite was measured to answer "
+                "a hybrid search in under 50 ms: serve this collection from a Milvus server and use --uri http://HOST:19530"
+            )
         return st

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,8 +32,17 @@ from typing import Protocol
 from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
-from askdocs.errors import AskdocsError, LoadError
-from askdocs.load import FORMATS, SourceFile, content_hash, discover, read, read_bytes
+from askdocs.errors import AskdocsError, LoadError, StoreError
+from askdocs.load import (
+    FORMATS,
+    MAX_FILE_BYTES,
+    MAX_PDF_INFLATED_BYTES,
+    SourceFile,
+    content_hash,
+    discover,
+    read,
+    read_bytes,
+)
 from askdocs.store import DocState, MilvusStore
 
 
@@ -134,8 +143,8 @@ def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
 
 
 @dataclass
-class _Prepared:
-    """What the reader thread learned about one file; it never touches the store."""
+class Prepared:
+    """What a reader (a thread here, a Ray task in ``ingest_ray``) learned about one file; not the store."""
 
     file: SourceFile
     state: DocState | None
@@ -155,7 +164,7 @@ class _Reader:
     The queue bound keeps memory to a few documents however large the corpus.
     """
 
-    def __init__(self, prepare: Callable[[SourceFile, DocState | None], _Prepared], items: list, depth: int = 32):
+    def __init__(self, prepare: Callable[[SourceFile, DocState | None], Prepared], items: list, depth: int = 32):
         self._prepare = prepare
         self._items = items
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -180,7 +189,7 @@ class _Reader:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[_Prepared]:
+    def __iter__(self) -> Iterator[Prepared]:
         self._thread.start()
         try:
             while True:
@@ -235,6 +244,38 @@ class _Writer:
         self._raise()
 
 
+def prepare_file(
+    file: SourceFile,
+    state: DocState | None,
+    chunker: Chunker,
+    timer: Callable[[str], AbstractContextManager],
+    pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Prepared:
+    """Hash one file, and unless ``state`` holds that version complete, decode, clean and chunk it.
+
+    The reader thread of a local ingest and the Ray tasks of ``askdocs.ingest_ray`` both run this.
+    """
+    out = Prepared(file, state)
+    try:
+        with timer("load"):
+            data = read_bytes(file, max_file_bytes)
+            out.version = chunker.version_hash(content_hash(data))
+        if state is not None and state.complete(out.version):
+            return out
+        with timer("load"):
+            raw = read(file, data, pdf_max_inflated=pdf_max_inflated)
+        with timer("clean"):
+            doc = clean(raw)
+        with timer("chunk"):
+            out.chunks = chunker.split(doc)
+        if not out.chunks:
+            raise LoadError("no text to index")
+    except LoadError as exc:
+        out.error = str(exc)
+    return out
+
+
 class Ingestor:
     """One ingest run over a store, with a chunker and a lazily loaded embedder.
 
@@ -250,13 +291,17 @@ class Ingestor:
         ensure_collection: Callable[[], None],
         batch_size: int = 256,
         progress: ProgressSink | None = None,
+        pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.store = store
+        self.pdf_max_inflated = pdf_max_inflated
         self._chunker = chunker
         self._embedder = embedder
         self._ensure_collection = ensure_collection
         self.batch_size = batch_size
         self.progress = progress or _NoProgress()
+        self.max_file_bytes = max_file_bytes
         self.report = IngestReport()
         self._time = partial(_timed, self.report.stages)
         self._pending: deque[Chunk] = deque()
@@ -273,6 +318,18 @@ class Ingestor:
         self.progress.failed(path, reason)
 
     def run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
+        """Ingest ``inputs``; a Milvus failure ends the run with one error that says what to do next."""
+        try:
+            return self._run(inputs, prune)
+        except StoreError as exc:
+            if "again" in str(exc):
+                raise
+            # The write order (see the module docstring) keeps every document written so far complete.
+            raise StoreError(
+                f"{exc} The ingest stopped; documents written so far are complete: run it again to finish."
+            ) from None
+
+    def _run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
         started = time.perf_counter()
         inputs = list(inputs)
         with self._time("discover"):
@@ -311,7 +368,7 @@ class Ingestor:
         self._chunker()  # built here, not lazily on the reader thread (token sizing loads the model)
         self._writer = _Writer()
         try:
-            for prepared in _Reader(self._prepare, work):
+            for prepared in self._prepared(work):
                 self._accept(prepared)
                 self.progress.file_done(prepared.file.source)
             self._drain(final=True)
@@ -330,32 +387,23 @@ class Ingestor:
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    def _prepare(self, file: SourceFile, state: DocState | None) -> _Prepared:
+    def _prepare(self, file: SourceFile, state: DocState | None) -> Prepared:
         """Reader thread: hash, and unless the stored version is complete, decode, clean and chunk."""
-        out = _Prepared(file, state)
-        try:
-            with self._time("load"):
-                data = read_bytes(file)
-                out.version = self._chunker().version_hash(content_hash(data))
-            if state is not None and state.complete(out.version):
-                return out
-            with self._time("load"):
-                raw = read(file, data)
-            with self._time("clean"):
-                doc = clean(raw)
-            with self._time("chunk"):
-                out.chunks = self._chunker().split(doc)
-            if not out.chunks:
-                raise LoadError("no text to index")
-        except LoadError as exc:
-            out.error = str(exc)
-        return out
+        return prepare_file(file, state, self._chunker(), self._time, self.pdf_max_inflated, self.max_file_bytes)
+
+    def _prepared(self, work: list[tuple[SourceFile, DocState | None]]) -> Iterable[Prepared]:
+        """The files to account for, prepared, in any order: here by the reader thread (Ray overrides it)."""
+        return _Reader(self._prepare, work)
+
+    def _embed(self, batch: list[Chunk]) -> object:
+        """Vectors for a batch of chunks: here the embedder (Ray's actors have done it already)."""
+        return self._embedder().embed_documents([c.search_text for c in batch])
 
     def _store(self, job: Callable[[], None]) -> None:
         assert self._writer is not None
         self._writer.submit(job)
 
-    def _accept(self, p: _Prepared) -> None:
+    def _accept(self, p: Prepared) -> None:
         """This thread: account for one prepared file and queue its chunks for embedding."""
         file, state, version = p.file, p.state, p.version
         if p.error is not None:
@@ -387,9 +435,8 @@ class Ingestor:
                     self._embedder().warm_up()
                     self._ensure_collection()
                 self._collection_ready = True
-            embedder = self._embedder()
             with self._time("embed"):
-                vectors = embedder.embed_documents([c.search_text for c in batch])
+                vectors = self._embed(batch)
             self._store(partial(self._write, batch, vectors))
 
     def _write(self, batch: list[Chunk], vectors: object) -> None:

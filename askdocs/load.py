@@ -34,8 +34,19 @@ FORMATS: dict[str, str] = {
     **OFFICE_FORMATS,  # DOCX, PPTX, XLSX, CSV, EPUB: askdocs.load_office
 }
 
-#: Files larger than this are refused rather than read whole into memory.
+#: Files larger than this are refused (``read_bytes``' ``max_bytes`` changes it).  A file is read,
+#: decoded and chunked whole: 64 MiB of text is ~130,000 chunks, about an hour of embedding on a
+#: laptop CPU, and peaks near 1 GiB of memory (tests/test_fuzz.py measures it); a larger file is
+#: almost always a log, a dump or a mistake, and is reported rather than silently taking hours.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+
+#: A PDF's content streams may inflate to this much in total (the ``pdf_max_inflated_mb`` setting).
+#: Text-heavy pages hold 3-20 KB of content each, so this is thousands of pages; pypdf parses
+#: content at ~10 MB/s, so it is also ~15 s of work at most.
+MAX_PDF_INFLATED_BYTES = 128 * 1024 * 1024
+
+#: Runs without whitespace at least this long are broken into lines (see ``break_long_runs``).
+LONG_RUN = 2000
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -93,9 +104,18 @@ def _glob_root(pattern: str) -> Path:
     return Path(os.path.normpath(Path(*fixed).absolute())) if fixed else Path.cwd()
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+    """Supported and unsupported files under ``root``; folders that cannot be listed go to ``skipped``.
+
+    os.walk passes over a folder it cannot list (no permission, a path past PATH_MAX) unless given
+    ``onerror``: its documents would be missing from the index with nothing said.
+    """
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append((exc.filename or str(root), f"folder cannot be read: {exc.strerror or exc}"))
+
     # followlinks=False: a symlink loop cannot trap the walk; linked files are still read.
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -156,7 +176,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
             root = Path(os.path.normpath(path.absolute()))
             roots.append(root)
             dir_roots.append(root)
-            for p in _walk(root):
+            for p in _walk(root, skipped):
                 add(p, root)
         elif path.exists():
             root = Path(os.path.normpath(path.absolute())).parent
@@ -186,16 +206,20 @@ def decode(data: bytes) -> str:
                 return data[len(bom) :].decode(encoding.removesuffix("-sig"))
             except UnicodeDecodeError as exc:
                 raise LoadError(f"invalid {encoding} after its byte-order mark: {exc.reason}") from None
-    if b"\x00" in data[:8192]:
-        raise LoadError("binary content (NUL bytes), not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    nul = b"\x00" in data[:8192]
+    if not nul:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     from charset_normalizer import from_bytes
 
     matches = from_bytes(data[: 1024 * 1024])
     best = matches.best()
+    # NUL bytes mean binary, unless the text is UTF-16/32 without a byte-order mark (Latin letters
+    # are then every other byte a NUL), which charset-normalizer recognises.
+    if nul and (best is None or not (best.encoding or "").startswith("utf_")):
+        raise LoadError("binary content (NUL bytes), not text")
     if best is None or best.encoding is None:
         raise LoadError("binary content or unknown text encoding")
     encoding = best.encoding
@@ -211,12 +235,21 @@ def decode(data: bytes) -> str:
     return text
 
 
-def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
+def _read_pdf(file: SourceFile, data: bytes, max_inflated: int = MAX_PDF_INFLATED_BYTES) -> RawDocument:
+    """Text of every page; a damaged PDF, or one past a pypdf safety limit or our budget, is a LoadError.
+
+    Each page's content stream is inflated before its text is extracted, and the inflated sizes are
+    summed: pypdf limits one stream (75 MB), but 30 pages of 70 MB each pass that limit one by one
+    and took 3.5 minutes and 2.4 GB to extract nothing.  The sum stops such a file after
+    ``max_inflated`` bytes.  pypdf's ``LimitReachedError`` (a decompression bomb, a cyclic page tree,
+    an array of a million elements) derives from ``PyPdfError`` only, so it is caught by that name.
+    """
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    budget = f"{max_inflated / 2**20:g} MiB (the pdf_max_inflated_mb setting)"
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -228,9 +261,14 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
         pages: list[str] = []
         starts: list[int] = []
         offset = 0
-        for page in reader.pages:
+        inflated = 0
+        for n, page in enumerate(reader.pages, 1):
+            contents = page.get_contents()
+            inflated += len(contents.get_data()) if contents is not None else 0
+            if inflated > max_inflated:
+                raise LoadError(f"PDF content inflates past {budget} by page {n} (a decompression bomb?)")
             starts.append(offset)
-            page_text = (page.extract_text() or "").strip()
+            page_text = break_long_runs((page.extract_text() or "").strip())
             pages.append(page_text)
             offset += len(page_text) + 2
         title = None
@@ -238,7 +276,9 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
             title = str(reader.metadata.title).strip() or None
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+    except LimitReachedError as exc:
+        raise LoadError(f"PDF exceeds a pypdf safety limit (a decompression bomb?): {exc}") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise LoadError(f"corrupt or unreadable PDF: {exc}") from None
     text = "\n\n".join(pages)
     if not text.strip():
@@ -246,13 +286,22 @@ def _read_pdf(file: SourceFile, data: bytes) -> RawDocument:
     return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
 
 
-def read_bytes(file: SourceFile) -> bytes:
-    """The file's bytes, refusing oversized files before they are read into memory."""
+def read_bytes(file: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, refusing oversized files before they are read into memory.
+
+    At most ``max_bytes + 1`` bytes are ever read, so a file that grows after the size check (a log
+    being written) cannot slip a larger read past the limit.
+    """
+    limit = f"over the {max_bytes / 2**20:g} MiB limit (the max_file_mb setting, ASKDOCS_MAX_FILE_MB)"
     try:
         size = file.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
-        return file.path.read_bytes()
+        if size > max_bytes:
+            raise LoadError(f"file is {size / 2**20:.0f} MiB, {limit}")
+        with file.path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise LoadError(f"file grew past {limit} while being read")
+        return data
     except LoadError:
         raise
     except OSError as exc:
@@ -263,27 +312,62 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read(file: SourceFile, data: bytes | None = None) -> RawDocument:
+def read(
+    file: SourceFile,
+    data: bytes | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
+) -> RawDocument:
     """Decode one file into text; raise ``LoadError`` with a reason a person understands.
 
     ``data`` lets the caller hash the bytes first and decode only files that changed.
     """
     if data is None:
-        data = read_bytes(file)
+        data = read_bytes(file, max_bytes)
     if not data.strip():
         raise LoadError("empty file")
     if file.fmt == "pdf":
-        return _read_pdf(file, data)
+        return _read_pdf(file, data, pdf_max_inflated)
     if file.fmt in OFFICE_FORMATS.values():
         return read_office(file, data)
     if data.startswith(b"%PDF-"):
         raise LoadError("PDF content under a text file name")
     text = decode(data)
-    if file.fmt != "html":
-        # Runs of thousands of characters without a space are blobs (base64 images, minified data,
-        # a 50 MB line), not prose: embedded, they would become thousands of meaningless chunks.
-        text = _BLOB.sub(" ", text)
+    if file.fmt != "html":  # HTML is tamed after rendering: its markup has long runs of its own
+        tamed = break_long_runs(text, drop_blobs=True)
+        if not tamed.strip() and text.strip():
+            raise LoadError("no prose: only data blobs (runs of 1000+ characters without a space)")
+        text = tamed
     return RawDocument(file, text, content_hash(data))
 
 
-_BLOB = re.compile(r"\S{1000,}")
+# Both patterns start only where a run starts ((?<!\S)): "\S{1000,}" alone would rescan every run
+# shorter than 1000 from each of its characters, minutes on a 64 MB file of 999-letter words.
+_BLOB = re.compile(r"(?<!\S)[!-~]{1000,}")
+_LONG_RUN = re.compile(rf"(?<!\S)\S{{{LONG_RUN},}}")
+_SENTENCE_END = re.compile(r"[。！？．!?]")
+_LONG_LINE = re.compile(rf"(?<![^\n])[^\n]{{{LONG_RUN},}}")
+
+
+def break_long_runs(text: str, drop_blobs: bool = False) -> str:
+    """Defuse runs of thousands of characters without whitespace before they reach the chunker.
+
+    ASCII runs of 1000+ (base64 images, minified data, a 50 MB line of "x") are blobs, not prose:
+    with ``drop_blobs`` they become a space, because embedded they would be thousands of
+    meaningless chunks.  Other long runs are real text in scripts written without spaces (Chinese,
+    Japanese, Thai): they are kept, with a line break after each sentence end, and lines still
+    ``LONG_RUN`` long are cut every ``LONG_RUN // 2`` characters.  Unbroken, the splitter would cut
+    such a run into one string per character: ~80 bytes of memory per character, 4 GB for a
+    50 MB line.
+    """
+    if drop_blobs:
+        text = _BLOB.sub(" ", text)
+
+    def wrap(line: re.Match[str]) -> str:
+        s = line.group(0)
+        return "\n".join(s[i : i + LONG_RUN // 2] for i in range(0, len(s), LONG_RUN // 2))
+
+    def split(run: re.Match[str]) -> str:
+        return _LONG_LINE.sub(wrap, _SENTENCE_END.sub("\\g<0>\n", run.group(0)))
+
+    return _LONG_RUN.sub(split, text)

@@ -172,6 +172,18 @@ _STRING_OPS = {"==", "!=", "in", "not in", "prefix", "contains"}
 _NUMBER_OPS = {"==", "!=", "in", "not in", "<", "<=", ">", ">="}
 
 
+def _like_escape(value: str) -> str:
+    r"""``%`` and ``_`` as literal characters in a Milvus ``like`` pattern.
+
+    Both are wildcards there: unescaped, the prefix ``team_a/`` also matches ``teamXa/`` (another
+    tenant's folder).  Milvus reads a backslash escape twice, once in the string literal and once in
+    the pattern, so the pattern needs ``\_``, which ``literal`` writes as ``\\_`` (checked against
+    Milvus Lite in tests/test_filters.py).  A backslash in the value itself cannot be matched through
+    both levels, so ``Condition`` refuses it.
+    """
+    return value.replace("%", "\\%").replace("_", "\\_")
+
+
 class Condition(BaseModel):
     """One filter condition from an untrusted client, e.g. ``{"field": "source", "op": "prefix", "value": "faq/"}``.
 
@@ -199,8 +211,8 @@ class Condition(BaseModel):
             raise ValueError("a list takes 1 to 100 values")
         if any(isinstance(v, int) != numeric for v in values):
             raise ValueError(f"{self.field} takes {'integers' if numeric else 'strings'}")
-        if self.op in ("prefix", "contains") and "%" in str(self.value):
-            raise ValueError("'%' is not allowed in prefix/contains values")
+        if self.op in ("prefix", "contains") and "\\" in str(self.value):
+            raise ValueError("a backslash is not allowed in prefix/contains values")
         return self
 
     def expression(self) -> str:
@@ -211,9 +223,9 @@ class Condition(BaseModel):
             items = ", ".join(lit(v) for v in self.value)  # type: ignore[union-attr]
             return f"{self.field} {self.op} [{items}]"
         if self.op == "prefix":
-            return f"{self.field} like {literal(str(self.value) + '%')}"
+            return f"{self.field} like {literal(_like_escape(str(self.value)) + '%')}"
         if self.op == "contains":
-            return f"{self.field} like {literal('%' + str(self.value) + '%')}"
+            return f"{self.field} like {literal('%' + _like_escape(str(self.value)) + '%')}"
         return f"{self.field} {self.op} {lit(self.value)}"  # type: ignore[arg-type]
 
 

@@ -62,7 +62,19 @@ def test_ask_answers_from_retrieved_chunks(answerer: Answerer) -> None:
     answer = answerer.ask(QUESTION)
     check_answer(answer, QUESTION, hits)
     d = answer.to_dict()
-    assert set(d) == {"question", "answer", "citations", "contexts", "timings", "usage", "finish_reason"}
+    assert set(d) == {
+        "question",
+        "answer",
+        "citations",
+        "contexts",
+        "timings",
+        "usage",
+        "finish_reason",
+        "sentences",
+        "refused",
+    }
+    assert d["refused"] is False, "an answerable question is not refused"
+    assert all({"text", "supported"} <= set(s) for s in d["sentences"])
     assert set(d["contexts"][0]) == {"n", "source", "section", "text", "score"}
 
 
@@ -108,7 +120,7 @@ def test_backend_choice() -> None:
     from askdocs.generate import resolve_backend
 
     assert resolve_backend(load_settings(llm_url="http://x:8000/v1")) == "openai"
-    assert resolve_backend(load_settings(llm_backend="auto")) in ("local", "vllm")
+    assert resolve_backend(load_settings(llm_backend="auto")) in ("extractive", "vllm")
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -119,6 +131,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> str:
     monkeypatch.setenv("ASKDOCS_MILVUS_URI", sample_db)
     monkeypatch.setenv("ASKDOCS_EMBED_DEVICE", "cpu")
     monkeypatch.setenv("ASKDOCS_MAX_TOKENS", "24")
+    monkeypatch.setenv("ASKDOCS_LLM_BACKEND", "local")  # these tests are about the generative path
     return sample_db
 
 
@@ -170,7 +183,10 @@ def test_cli_chat_two_turns(cli_env: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--llm-url", "http://127.0.0.1:9/v1"], "cannot reach the LLM server at http://127.0.0.1:9/v1"),
+        (
+            ["--llm-backend", "auto", "--llm-url", "http://127.0.0.1:9/v1"],
+            "cannot reach the LLM server at http://127.0.0.1:9/v1",
+        ),
         (["--llm-backend", "local", "--llm-model", "/nonexistent/model"], "cannot load LLM"),
         (["--prompt-file", "/nonexistent.toml"], "cannot read prompt file"),
     ],

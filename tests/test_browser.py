@@ -121,7 +121,15 @@ class Scripted(BaseGenerator):
     names a passage that does not exist ([9]) and writes markup that must stay text."""
 
     name = "scripted"
-    PIECES = ("The okapi ", "setting <b>tunes</b> [", "2] the flux capacitor [1", "]. ", "[9] is not a source.")
+    PIECES = (
+        "The okapi ",
+        "setting <b>tunes</b> [",
+        "2] the flux capacitor [1",
+        "]. ",
+        "[9] The okapi runs on plutonium.",
+    )
+    #: what the server sends back: [9] names no passage and is removed, which leaves that sentence uncited
+    FINAL = "The okapi setting <b>tunes</b> [2] the flux capacitor [1]. The okapi runs on plutonium."
 
     def __init__(self) -> None:
         self.prompts: list[Sequence[Message]] = []
@@ -166,7 +174,10 @@ def keyed_site(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[t
     deep.mkdir(parents=True)
     (deep / "gigawatt-tables-for-the-time-circuits-appendix.txt").write_text("Time circuits need a date.\n")
     (corpus / "flux.txt").write_text("The flux capacitor needs 1.21 gigawatts; the okapi setting changes its phase.\n")
-    settings = Settings(milvus_uri=str(base / "keyed.db"), upload_dir=base / "uploads", top_k=2, api_key="s3cret-key")
+    # about citations and escaping, not refusal: refusal off
+    settings = Settings(
+        milvus_uri=str(base / "keyed.db"), upload_dir=base / "uploads", top_k=2, api_key="s3cret-key", refuse=False
+    )
     with Index(settings, embedder=embedder) as ix:
         ix.ingest(corpus)
     llm = Scripted()
@@ -203,7 +214,11 @@ def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str
     page.wait_for_selector(".answer.pending .cite", timeout=60_000)
     expect(page.locator(".answer")).not_to_have_class("answer pending", timeout=60_000)
     answer = page.locator(".answer")
-    assert answer.inner_text().strip() == "".join(Scripted.PIECES)  # markup stays text
+    # markup stays text; the uncited sentence is dimmed behind a marker (the done event's `sentences`)
+    assert answer.inner_text().strip() == Scripted.FINAL.replace(". The okapi runs", ". ✗ The okapi runs")
+    expect(answer.locator(".unsupported")).to_have_count(1)
+    expect(answer.locator(".unsupported")).to_have_text("✗ The okapi runs on plutonium.")
+    assert answer.locator(".unsupported").evaluate("e => Number(getComputedStyle(e).opacity)") < 1
     assert answer.locator("b").count() == 0
     cites = answer.locator("button.cite")
     assert cites.all_inner_texts() == ["[2]", "[1]"]  # [9] names no passage: text, not a button

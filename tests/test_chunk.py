@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from askdocs.chunk import Chunk, Chunker
+from askdocs.chunk import Chunk, Chunker, text_length
 from askdocs.clean import Document, Section, clean
 from askdocs.embed import packaged_model_path
 from askdocs.load import discover, read
@@ -288,3 +288,71 @@ def test_search_text_is_context_then_text(tmp_path: Path) -> None:
     other = _md(tmp_path, "---\ntitle: User Guide\n---\n\n# Install\n\nSteps.\n", name="u.md")
     (chunk,) = Chunker().split(other)
     assert chunk.search_text == "User Guide > Install\n\n# Install\n\nSteps."
+
+
+def test_chunks_without_a_letter_or_digit_are_dropped() -> None:
+    """Bracket soup beside prose: the prose is chunked, the soup (1 MB made 2,622 chunks) is not."""
+    soup = "\n\n".join(["[[[[((((" * 60] * 200)
+    doc = _doc("Pangolins eat ants and termites.\n\n" + soup + "\n\nВодород — 水素 1.\n")
+    chunks = Chunker().split(doc)
+    assert chunks and all(any(c.isalnum() for c in ch.text) for ch in chunks)
+    assert len(chunks) <= 3, [ch.text[:40] for ch in chunks]
+    joined = " ".join(ch.text for ch in chunks)
+    assert "Pangolins" in joined and "水素" in joined
+
+# --------------------------------------------------------------------------- Chinese and other CJK text
+
+ZH_DOCS = Path(__file__).resolve().parent.parent / "samples" / "zh-docs"
+ZH_SENTENCES = [
+    "向量数据库把文本嵌入为向量，并按余弦相似度查找最接近的段落。",
+    "索引的参数决定了召回率和速度之间的平衡！",
+    "为什么混合搜索通常比单独的关键词搜索更好？",
+    "因为它同时考虑语义和精确的词语；",
+    "每个片段都记录它的来源、标题和章节路径。",
+]
+
+
+def test_cjk_characters_weigh_three() -> None:
+    """512 units of Chinese hold about as much as 512 of English (the weight is measured in chunk.py)."""
+    assert text_length("HNSW index, M=16") == len("HNSW index, M=16")
+    assert text_length("向量数据库") == 15
+    assert text_length("HNSW 索引。") == 5 + 3 * 3  # full-width punctuation counts like the characters
+    assert text_length("ｅｆ") == 6  # full-width Latin too
+    assert text_length("café") == 4
+
+
+def test_chinese_text_splits_on_sentence_ends() -> None:
+    """No spaces in Chinese: chunks end at 。！？； (kept with their sentence), sized in units, overlapping."""
+    rng = random.Random(3)
+    text = "".join(rng.choice(ZH_SENTENCES) for _ in range(80))  # one paragraph, ~2,000 characters
+    doc = _doc(text)
+    chunks = Chunker().split(doc)
+    _assert_invariants(doc, chunks, 512)
+    assert len(chunks) >= 10  # 2,000 CJK characters are ~6,000 units, not four 512-character chunks
+    sizes = [text_length(c.text) for c in chunks]
+    assert max(sizes) <= 512, sizes
+    assert sum(sizes) / len(sizes) > 350, sizes  # the budget is used
+    for c in chunks[:-1]:
+        assert c.text[-1] in "。！？；", c.text[-10:]
+    for a, b in itertools.pairwise(chunks):
+        assert a.end > b.start, "neighbouring Chinese chunks overlap"
+        assert text_length(doc.text[b.start : a.end]) <= 51
+
+
+def test_english_chunks_are_unchanged_by_the_cjk_rules() -> None:
+    """English text measures the same in both units, so it chunks exactly as with plain len."""
+    doc = _doc(_sentences(7, 4000, (3, 9)))
+    ours = [(c.start, c.end) for c in Chunker().split(doc)]
+    plain = [(c.start, c.end) for c in Chunker(length_function=len).split(doc)]
+    assert ours == plain
+
+
+def test_chinese_markdown_keeps_titles_and_sections() -> None:
+    doc = clean(read(discover([ZH_DOCS / "ingest.md"]).files[0]))
+    assert doc.title == "导入文档"
+    chunks = Chunker().split(doc)
+    _assert_invariants(doc, chunks, 512)
+    sections = {c.section for c in chunks}
+    assert "导入文档 > 中文文档的切分" in sections, sections
+    cut = next(c for c in chunks if c.section.endswith("中文文档的切分"))
+    assert cut.search_text.startswith("导入文档 > 中文文档的切分\n\n")

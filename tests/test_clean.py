@@ -289,11 +289,69 @@ def test_only_whitespace_after_cleaning_is_refused(tmp_path: Path) -> None:
         _clean(tmp_path / "fm.md", "---\ntitle: Nothing else\n---\n\n")
 
 
+def test_punctuation_soup_is_refused_like_an_empty_file(tmp_path: Path) -> None:
+    """A file of brackets and symbols only has nothing to search: it is reported, not made into junk chunks."""
+    with pytest.raises(LoadError, match="not a letter or digit"):
+        _clean(tmp_path / "soup.md", "[[[[((((\n" * 1000 + "}{!?--**\n")
+    assert "1" in _clean(tmp_path / "one.md", "[[[[((((\n" * 10 + "1\n").text  # one digit is text
+
+
+def test_unclosed_comment_opening_a_line_hides_the_rest(tmp_path: Path) -> None:
+    """CommonMark: an HTML block opened by ``<!--`` runs to ``-->`` or the end, as renderers show it."""
+    doc = _clean(tmp_path / "c.md", "# Kept\n\nVisible words.\n\n<!-- draft x\n" + "<!-- x " * 1000 + "\n")
+    assert "Visible words." in doc.text and "draft" not in doc.text and "x" not in doc.text.split("words.")[1]
+    with pytest.raises(LoadError, match="no text"):
+        _clean(tmp_path / "all.md", "<!-- x " * 1000)
+    # mid-line, an unclosed opener is literal text (CommonMark inline HTML needs its closer)
+    assert "a <!-- b" in _clean(tmp_path / "inline.md", "Text a <!-- b and more.\n").text
+
+
 def test_utf16_markdown_heading_is_recognised(tmp_path: Path) -> None:
     """An encoding mark must not change what the first line means."""
     doc = _clean(tmp_path / "u16.md", b"\xff\xfe" + "# Überschrift\n\nText.\n".encode("utf-16-le"))
     assert doc.title == "Überschrift"
     assert _paths(doc) == ["Überschrift"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+# 1,289 characters without a space, as in the adversarial report: Chinese is written without spaces.
+CJK_PARAGRAPH = ("向量数据库把文本的含义存成向量，并按相似度检索最接近的段落。" * 45)[:1289]
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html"])
+def test_cjk_paragraph_is_kept_and_chunked(tmp_path: Path, suffix: str) -> None:
+    """A long Chinese paragraph is prose, not a blob: every character reaches the chunks."""
+    body = f"<p>{CJK_PARAGRAPH}</p>" if suffix == ".html" else CJK_PARAGRAPH
+    doc = _clean(tmp_path / f"zh{suffix}", f"# 向量\n\n{body}\n" if suffix != ".html" else body)
+    chunks = Chunker().split(doc)
+    joined = "".join(c.text for c in chunks).replace("\n", "")
+    for sentence in CJK_PARAGRAPH.split("。"):
+        assert sentence in joined
+    assert max(len(c.text) for c in chunks) <= 512
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html"])
+def test_a_long_line_of_one_letter_is_reported_not_chunked(tmp_path: Path, suffix: str) -> None:
+    """5 MB without a space is a blob: reported, where HTML gave one chunk per 461 characters (11,000)."""
+    run = "x" * (5 * 2**20)
+    with pytest.raises(LoadError, match=r"blob|no text"):
+        _clean(tmp_path / f"line{suffix}", f"<html><body><p>{run}</p></body></html>" if suffix == ".html" else run)
+
+
+def test_blob_inside_a_page_is_dropped_and_the_prose_kept(tmp_path: Path) -> None:
+    blob = "QUJD" * 50_000  # a base64 image pasted inline
+    doc = _clean(tmp_path / "p.html", f"<html><body><p>Vacuum reclaims space.</p><p>{blob}</p></body></html>")
+    assert doc.text == "Vacuum reclaims space."
+
+
+def test_backtick_fence_lines_do_not_become_chunks(tmp_path: Path) -> None:
+    """Lines of 80 backticks are empty fenced blocks, pair after pair: no content, no chunks."""
+    fences = ("`" * 80 + "\n") * 25_000
+    with pytest.raises(LoadError, match="no text"):
+        _clean(tmp_path / "fences.md", fences)
+    doc = _clean(tmp_path / "mixed.md", "# Title\n\nProse.\n\n" + fences + "```py\nx = 1\n```\n")
+    assert doc.text == "# Title\n\nProse.\n\n```py\nx = 1\n```"
 
 
 # --------------------------------------------------------------------------- real PostgreSQL pages

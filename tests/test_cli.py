@@ -225,3 +225,42 @@ def test_chat_on_a_terminal_has_line_editing_and_history(cli_env: str, docs: Pat
     assert (tmp_path / "cache" / "chat_history").read_text().strip().endswith("HNSW graph parameters")
     second = session([b"\x1b[A\r", b"\r"])  # a new session remembers the last one's question
     assert "guide/hnsw.md" in second, second
+
+
+def test_failed_file_names_print_escaped(cli_env: str, tmp_path: Path) -> None:
+    """A newline in a file name must not forge a line of the summary, nor "[...]" act as markup."""
+    root = tmp_path / "odd"
+    root.mkdir()
+    (root / "good.md").write_text("# Good\n\nThe pangolin is found.\n", encoding="utf-8")
+    (root / "bad\nskipped forged.md [bold]x.md").write_bytes(bytes(range(256)) * 8)
+    res = runner.invoke(app, ["ingest", str(root)])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert [line for line in lines if line.startswith("skipped")] == [
+        f"skipped {root}/bad\\nskipped forged.md [bold]x.md: binary content (NUL bytes), not text"
+    ]
+    assert not any(line.startswith("skipped forged") for line in lines)
+
+
+def test_soup_and_unclosed_comment_beside_good_files(cli_env: str, tmp_path: Path) -> None:
+    """Issue 12's Done-when: 1 MB of bracket soup and 1 MB of unclosed comments ingest beside good files.
+
+    Before, cleaning was linear but the soup still made 2,622 chunks and the comment file 2,289, whose
+    embedding took minutes; now both are reported as having no text, and only the good files' chunks
+    are embedded.
+    """
+    root = tmp_path / "d"
+    root.mkdir()
+    s = b"[[[[((((" * 131072  # the report's reproduction, 80-character lines
+    (root / "soup.md").write_bytes(b"\n".join(s[i : i + 80] for i in range(0, len(s), 80)))
+    (root / "comment.md").write_bytes(b"<!-- x " * 149797)
+    (root / "a.md").write_text("# Pangolins\n\nThe pangolin is a scaly mammal that eats ants.\n")
+    (root / "b.md").write_text("# Vacuum\n\nVACUUM FULL takes an ACCESS EXCLUSIVE lock.\n")
+    res = runner.invoke(app, ["ingest", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["added"] == 2 and report["chunks"] == 2
+    assert sorted(Path(f["path"]).name for f in report["failures"]) == ["comment.md", "soup.md"]
+    assert all("no text" in f["reason"] for f in report["failures"])
+    res = runner.invoke(app, ["search", "scaly mammal", "--json", "-k", "1"])
+    assert json.loads(res.stdout)["results"][0]["source"] == "a.md"

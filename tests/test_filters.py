@@ -26,6 +26,7 @@ def test_expressions() -> None:
     assert cond(field="source", op="==", value="a.md").expression() == 'source == "a.md"'
     assert cond(field="source", op="prefix", value="guide/").expression() == 'source like "guide/%"'
     assert cond(field="title", op="contains", value="HNSW").expression() == 'title like "%HNSW%"'
+    assert cond(field="source", op="prefix", value="t_a/50%").expression() == r'source like "t\\_a/50\\%%"'
     assert cond(field="chunk_index", op="<", value=3).expression() == "chunk_index < 3"
     assert cond(field="source", op="in", value=["a", "b"]).expression() == 'source in ["a", "b"]'
     both = filter_expression([cond(field="source", op="!=", value="a"), cond(field="chunk_index", op=">=", value=1)])
@@ -42,7 +43,7 @@ def test_expressions() -> None:
         {"field": "chunk_index", "op": "==", "value": "1 or 1==1"},  # ints only
         {"field": "chunk_index", "op": "==", "value": True},
         {"field": "source", "op": "in", "value": "a"},  # in takes a list
-        {"field": "source", "op": "prefix", "value": "%"},
+        {"field": "source", "op": "prefix", "value": "a\\b"},  # a backslash cannot be matched literally
         {"field": "source", "op": "==", "value": "a", "expr": "1 == 1"},  # no extra keys
     ],
 )
@@ -57,7 +58,7 @@ def test_hostile_values_stay_literals(make_index, docs: Path, value: str) -> Non
     ix.ingest(docs)
     assert len(ix.search("vacuum", k=10, mode="bm25")) > 1
     for op in ("==", "prefix", "contains"):
-        if op != "==" and "%" in value:
+        if op != "==" and "\\" in value:
             continue
         expr = filter_expression([cond(field="source", op=op, value=value)])
         # the value matches no source, so an intact expression returns nothing; an injected
@@ -65,3 +66,23 @@ def test_hostile_values_stay_literals(make_index, docs: Path, value: str) -> Non
         assert ix.search("vacuum", k=10, mode="bm25", filter=expr) == [], expr
     ok = filter_expression([cond(field="source", op="==", value="page.html")])
     assert {h.source for h in ix.search("vacuum", k=10, mode="bm25", filter=ok)} == {"page.html"}
+
+
+def test_wildcards_in_prefix_and_contains_are_literal(make_index, tmp_path: Path) -> None:
+    """F9: ``_`` and ``%`` are LIKE wildcards; a tenant's prefix ``team_a/`` must not reach ``teamXa/``."""
+    root = tmp_path / "tenants"
+    for folder, word in [("team_a", "alpha"), ("teamXa", "beta"), ("50%off", "gamma"), ("50XXoff", "delta")]:
+        (root / folder).mkdir(parents=True)
+        (root / folder / "doc.md").write_text(f"# Vacuum {word}\n\nVACUUM reclaims storage, {word}.\n")
+    ix = make_index()
+    ix.ingest(root)
+
+    def sources(op: str, value: str) -> set[str]:
+        expr = filter_expression([cond(field="source", op=op, value=value)])
+        return {h.source for h in ix.search("vacuum", k=20, mode="bm25", filter=expr)}
+
+    assert sources("prefix", "team_a/") == {"team_a/doc.md"}
+    assert sources("prefix", "50%off/") == {"50%off/doc.md"}
+    assert sources("contains", "m_a") == {"team_a/doc.md"}
+    assert sources("contains", "0%o") == {"50%off/doc.md"}
+    assert sources("prefix", "team") == {"team_a/doc.md", "teamXa/doc.md"}

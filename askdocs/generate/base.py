@@ -9,6 +9,7 @@ one call (so that an engine can batch them), and stream one answer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -81,7 +82,13 @@ class TokenStream:
 
     def __init__(self, pieces: Callable[[TokenStream], Iterator[str]]) -> None:
         self.result: Generation | None = None
+        # Set when the reader has gone (a client disconnected, a timeout, shutdown): a backend that
+        # can stop early checks it, so nobody's CPU goes to an answer no one will read.
+        self.cancelled = threading.Event()
         self._it = pieces(self)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
 
     def __iter__(self) -> Iterator[str]:
         return self._it

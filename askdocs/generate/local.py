@@ -97,8 +97,15 @@ def resolve_local_model(name: str | None) -> Path | str:
 class LocalGenerator(BaseGenerator):
     """transformers ``generate`` with the model's chat template; streams through TextIteratorStreamer."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, repetition_penalty: float = 1.1) -> None:
-        """``repetition_penalty``: the 135M default model loops on one line without a light one."""
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        repetition_penalty: float = 1.1,
+        no_repeat_ngram_size: int = 0,
+    ) -> None:
+        """``repetition_penalty``, ``no_repeat_ngram_size``: the 135M default model loops on one line without
+        them (benchmarks/answers.py measures the settings)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -120,6 +127,7 @@ class LocalGenerator(BaseGenerator):
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0)) or None
         self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
 
     def _ids(self, messages: Sequence[Message]) -> list[int]:
@@ -141,6 +149,8 @@ class LocalGenerator(BaseGenerator):
         }
         if params.stop:  # transformers ends the row on these; the text is cut before them below
             kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if self.no_repeat_ngram_size:
+            kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
@@ -186,6 +196,14 @@ class LocalGenerator(BaseGenerator):
         self._check_fits(len(ids), params)
 
         def pieces(ts: TokenStream) -> Iterator[str]:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class Cancelled(StoppingCriteria):
+                """Stops ``generate`` at the next token once the reader has gone (``TokenStream.cancel``)."""
+
+                def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+                    return torch.full((input_ids.shape[0],), ts.cancelled.is_set(), dtype=torch.bool)
+
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             counted: dict[str, int] = {}
             error: list[BaseException] = []
@@ -193,8 +211,14 @@ class LocalGenerator(BaseGenerator):
             def run() -> None:
                 try:
                     with self._lock, torch.inference_mode():
+                        if ts.cancelled.is_set():  # gone while waiting for the model: never start
+                            streamer.end()
+                            return
                         out = self.model.generate(
-                            input_ids=torch.tensor([ids]), streamer=streamer, **self._kwargs(params)
+                            input_ids=torch.tensor([ids]),
+                            streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                            **self._kwargs(params),
                         )
                     counted["completion"] = out.shape[1] - len(ids)
                 except BaseException as e:  # surfaced in the consuming thread below

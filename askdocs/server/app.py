@@ -18,12 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from askdocs.config import Settings
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError
 from askdocs.generate import Generator
-from askdocs.server.guards import key_ok, public
+from askdocs.server.embeddings_api import router as embeddings_router
+from askdocs.server.guards import RequestLimits, key_ok, public
 from askdocs.server.openai_api import router as openai_router
 from askdocs.server.rest_api import router as rest_router
 from askdocs.server.service import Service, get_service
@@ -31,6 +33,10 @@ from askdocs.server.web import mount_static
 from askdocs.server.web import router as web_router
 
 log = logging.getLogger(__name__)
+
+# Methods a metric may name; anything else a client sends (before auth, too) is "other", so arbitrary
+# methods cannot grow the label set without bound (F7).
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 _KINDS = {
     401: "authentication_error",
@@ -40,25 +46,44 @@ _KINDS = {
 }
 
 
-def _error(status: int, message: str, kind: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind or _KINDS.get(status, "invalid_request_error")}}
+def _error(
+    status: int, message: str, kind: str | None = None, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    """OpenAI's error object, the one shape of every error on every route (clients parse one thing)."""
+    kind = kind or _KINDS.get(status, "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
-    """Every error is JSON ``{"error": {"message", "type"}}`` with its status, never a traceback."""
+    """Every error is JSON ``{"error": {"message", "type", "param", "code"}}`` with its status, never a traceback.
 
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        resp = _error(exc.status_code, str(exc.detail))
+    Starlette's own ``HTTPException`` (unknown route 404, wrong method 405, a bad multipart body) is
+    handled too, and bad requests are 400 as OpenAI answers them, not FastAPI's 422.
+    """
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        resp = _error(exc.status_code, str(exc.detail), param=getattr(exc, "param", None))
         if exc.headers:
             resp.headers.update(exc.headers)
         return resp
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body')}: {e['msg']}" for e in exc.errors()]
-        return _error(422, "; ".join(parts) or "invalid request")
+        errors = exc.errors()
+        parts = [f"{_loc(e['loc']) or 'body'}: {e['msg']}" for e in errors]
+        first = errors[0] if errors else {}
+        return _error(
+            400,
+            "; ".join(parts)[:2000] or "invalid request",
+            param=_loc(first.get("loc", ())) or None,
+            code=first.get("type"),
+        )
+
+    @app.exception_handler(RecursionError)
+    async def _deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return _error(400, "request body is nested too deeply")
 
     @app.exception_handler(AskdocsError)
     async def _askdocs(_: Request, exc: AskdocsError) -> JSONResponse:
@@ -77,6 +102,10 @@ def _require_key(request: Request) -> None:
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
 
+def _loc(loc: Any) -> str:
+    return ".".join(str(x) for x in loc if x != "body")
+
+
 async def _measure(request: Request, call_next: Any) -> Response:
     """Requests and latency per route (the route's template, so ids do not make new series)."""
     t0 = time.perf_counter()
@@ -85,11 +114,30 @@ async def _measure(request: Request, call_next: Any) -> Response:
     s: Service | None = getattr(request.app.state, "service", None)
     seconds = time.perf_counter() - t0
     if s is not None:
-        s.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        s.metrics.requests.labels(path, method, str(response.status_code)).inc()
         s.metrics.latency.labels(path).observe(seconds)
     # the request log (`askdocs serve` shows askdocs's INFO lines); a stream's time is to its first byte
     log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, seconds)
     return response
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> Any:
+    """How ``askdocs serve`` runs ``app``: h11, whose request-head bound is ``max_header_bytes``."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        "http": "h11",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # SIGTERM: stop accepting, give running requests the grace, then cancel them (their generation
+        # stops with them); without it a streaming answer held the server for minutes.
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
 
 
 def create_app(
@@ -133,6 +181,7 @@ def create_app(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     app.middleware("http")(_measure)
+    app.add_middleware(RequestLimits, settings=settings)
     auth = [Depends(_require_key)]
 
     @app.get("/health", tags=["ops"])
@@ -144,6 +193,7 @@ def create_app(
         return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(openai_router, dependencies=auth)
+    app.include_router(embeddings_router, dependencies=auth)
     app.include_router(rest_router, dependencies=auth)
     if mcp is not None:
         app.router.routes.append(mcp[0])

@@ -73,7 +73,8 @@ class _KeyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if scope["type"] == "http" and not key_ok(headers.get("authorization", ""), self.settings):
-            body = json.dumps({"error": {"message": "missing or wrong API key", "type": "authentication_error"}})
+            error = {"message": "missing or wrong API key", "type": "authentication_error", "param": None, "code": None}
+            body = json.dumps({"error": error})
             await send(
                 {
                     "type": "http.response.start",

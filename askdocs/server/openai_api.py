@@ -9,6 +9,7 @@ straight to the LLM without retrieval.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,7 +20,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from askdocs.generate.none import NoGenerator
-from askdocs.server.guards import public
+from askdocs.server.guards import check_chat, public
 from askdocs.server.protocol import (
     ChatOptions,
     ChatRequest,
@@ -58,8 +59,16 @@ async def _task_reply(s: Service, req: ChatRequest, text: str, kind: str, params
     rid, created, model_name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model or "askdocs"
     if isinstance(s.generator, NoGenerator):
         content, finish, use = "{}", "stop", {"prompt_tokens": 0, "completion_tokens": 0}
-    else:
-        gen = await s.agenerate([{"role": "user", "content": text}], params)
+    else:  # the LLM's time is bounded as for answers: a slot (max_pending_answers) and request_timeout_s
+        slot = s.admit()
+        try:
+            gen = await asyncio.wait_for(
+                s.agenerate([{"role": "user", "content": text}], params), s.settings.request_timeout_s
+            )
+        except TimeoutError:
+            raise HTTPException(504, f"timed out after {s.settings.request_timeout_s:g} s") from None
+        finally:
+            slot.release()
         content, finish = gen.text, "length" if gen.finish_reason == "length" else "stop"
         use = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
     use["total_tokens"] = use["prompt_tokens"] + use["completion_tokens"]
@@ -97,6 +106,8 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     """
     if (why := req.unsupported()) is not None:
         raise HTTPException(400, why)
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    check_chat(s.settings, [(f"messages.{i}.content", m.text()) for i, m in enumerate(req.messages)], max_tokens)
     collection, answerer = s.answerer(req.model)
     turns = chat_history(req.messages)
     if not turns or turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
@@ -104,7 +115,7 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     params = answerer.params(
         temperature=req.temperature,
         top_p=req.top_p,
-        max_tokens=req.max_completion_tokens or req.max_tokens,
+        max_tokens=max_tokens,
         seed=req.seed,
         stop=tuple(req.stops()) or None,
     )
@@ -114,10 +125,20 @@ async def chat_completions(req: ChatRequest, s: Service = Depends(get_service)) 
     footer = s.settings.sources_footer if opts.sources_footer is None else opts.sources_footer
     no_llm = isinstance(s.generator, NoGenerator)
     question, history = turns[-1]["content"], turns[:-1]
-    prep = await run_in_threadpool(s.prepare, collection, question, history, params, opts.search_options())
-    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    if not req.stream:
-        answer = await s.answer(collection, prep, params)
-        return completion(rid, created, collection, answer, extra_content(answer, footer=footer, no_llm=no_llm))
+    slot = s.admit()
+    try:
+        prep = await run_in_threadpool(s.prepare, collection, question, history, params, opts.search_options())
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not req.stream:
+            try:
+                answer = await asyncio.wait_for(s.answer(collection, prep, params), s.settings.request_timeout_s)
+            except TimeoutError:
+                raise HTTPException(504, f"timed out after {s.settings.request_timeout_s:g} s") from None
+            finally:
+                slot.release()
+            return completion(rid, created, collection, answer, extra_content(answer, footer=footer, no_llm=no_llm))
+    except BaseException:
+        slot.release()
+        raise
     fmt = OpenAIChunks(rid, created, collection, lambda a: extra_content(a, footer=footer, no_llm=no_llm))
-    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings))
+    return stream_answer(s, collection, prep, params, fmt, lambda m: public(m, s.settings), slot)

@@ -8,33 +8,58 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from askdocs.answer import Answer, Prepared
 from askdocs.config import SearchMode
-from askdocs.errors import AskdocsError
+from askdocs.errors import AskdocsError, BadInputError
 from askdocs.retrieve import Condition, SearchOptions, filter_expression
 
 if TYPE_CHECKING:
     from askdocs.generate import SamplingParams
-    from askdocs.server.service import Service
+    from askdocs.server.service import Service, Slot
 
 Event = dict[str, str]
 
 # --------------------------------------------------------------------------- requests
 
 
+def _encodable(value: str) -> str:
+    """A lone surrogate (``"\\ud800"`` is valid JSON) cannot be tokenized or stored: refuse it here, as 400."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text contains a lone UTF-16 surrogate; send valid Unicode") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+# The OS's own limit (PATH_MAX); longer paths could only fail, after costing a filesystem call.
+ServerPath = Annotated[Text, Field(min_length=1, max_length=4096)]
+
+
+class ContentPart(BaseModel):
+    """An OpenAI content part: ``text`` parts carry a string; other kinds (images) are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: StrictStr
+    text: Text | None = None
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = ""
+    content: Text | list[ContentPart] | None = ""
 
     def text(self) -> str:
         if isinstance(self.content, list):  # OpenAI content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 
@@ -115,18 +140,59 @@ class ChatRequest(BaseModel):
 
 
 class AskRequest(RetrievalOptions):
-    question: str = Field(min_length=1, max_length=8000)
+    question: Text = Field(min_length=1)
     history: list[ChatMessage] = Field(default_factory=list)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
 
 
 class SearchRequest(RetrievalOptions):
-    query: str = Field(min_length=1, max_length=8000)
+    query: Text = Field(min_length=1)
 
 
 class PathsRequest(BaseModel):
-    paths: list[str] = Field(min_length=1, max_length=1000)
+    paths: list[ServerPath] = Field(min_length=1, max_length=1000)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's ``POST /v1/embeddings`` body.  Token-id inputs are not accepted: askdocs embeds text."""
+
+    model: str = Field(description="The embedding model the server runs (GET /api/info names it).")
+    input: str | list[str] = Field(description="A text, or a list of up to 2048 texts.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="Accepted only when it is the model's own dimension.")
+    user: str | None = None
+    input_type: Literal["query", "passage", "document"] | None = Field(
+        None,
+        description="Add the model's query instruction or document prefix (e5: 'query: '/'passage: '); "
+        "without it the texts are embedded as given.",
+    )
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts or len(texts) > 2048:
+            raise BadInputError(f"input must hold 1 to 2048 texts, not {len(texts)}")
+        if any(not t for t in texts):
+            raise BadInputError("input must not contain empty strings")
+        return texts
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32 bytes.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 # --------------------------------------------------------------------------- responses
@@ -194,6 +260,7 @@ def completion(rid: str, created: int, model: str, answer: Answer, extra: str = 
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(answer)}],
         "usage": usage(answer),
         "sources": sources(answer),
+        "sentences": [c.to_dict() for c in answer.sentences],
     }
 
 
@@ -235,7 +302,13 @@ class OpenAIChunks:
 
     def done(self, answer: Answer) -> list[Event]:
         extra = self.extra(answer) if self.extra else ""
-        last = self._chunk({}, finish_reason(answer), sources=sources(answer), usage=usage(answer))
+        last = self._chunk(
+            {},
+            finish_reason(answer),
+            sources=sources(answer),
+            sentences=[c.to_dict() for c in answer.sentences],
+            usage=usage(answer),
+        )
         return [*([self.piece(extra)] if extra else []), last, {"data": "[DONE]"}]
 
     def error(self, message: str) -> Event:
@@ -266,28 +339,40 @@ def stream_answer(
     params: SamplingParams,
     fmt: StreamFormat,
     public: Callable[[str], str],
+    slot: Slot,
 ) -> EventSourceResponse:
     """The one streaming loop: the format's start, the pieces as the generator writes them, then its end.
 
     The status line has gone out with the first event, so a failure after it is an ``error`` event
-    (its message made ``public``), not an HTTP status.
+    (its message made ``public``), not an HTTP status.  When the client goes away the loop is
+    cancelled and closing ``s.stream`` stops the generation; ``request_timeout_s`` ends it likewise.
+    The admission ``slot`` is released however the stream ends.
     """
 
     async def events() -> AsyncIterator[Event]:
-        for e in fmt.start(prep):
-            yield e
-        answer = None
+        deadline = time.monotonic() + s.settings.request_timeout_s
+        pieces = s.stream(collection, prep, params)
         try:
-            async for piece, final in s.stream(collection, prep, params):
-                if final is not None:
-                    answer = final
-                elif piece:
-                    yield fmt.piece(piece)
-        except AskdocsError as e:
-            yield fmt.error(public(str(e)))
-            return
-        assert answer is not None
-        for e in fmt.done(answer):
-            yield e
+            for e in fmt.start(prep):
+                yield e
+            answer = None
+            try:
+                async for piece, final in pieces:
+                    if final is not None:
+                        answer = final
+                    elif piece:
+                        yield fmt.piece(piece)
+                    if time.monotonic() > deadline:
+                        yield fmt.error(f"timed out after {s.settings.request_timeout_s:g} s (request_timeout_s)")
+                        return
+            except AskdocsError as e:
+                yield fmt.error(public(str(e)))
+                return
+            assert answer is not None
+            for e in fmt.done(answer):
+                yield e
+        finally:
+            await pieces.aclose()
+            slot.release()
 
-    return EventSourceResponse(events(), ping=15)
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(slot.release))

@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from askdocs.errors import DocumentNotFoundError, NotFoundError
-from askdocs.server.guards import confine, public, save_uploads
+from askdocs.server.guards import check_chat, confine, public, save_uploads
 from askdocs.server.protocol import AskEvents, AskRequest, PathsRequest, SearchRequest, chat_history, stream_answer
 from askdocs.server.service import Service, get_service
 
@@ -32,6 +32,7 @@ async def info(s: Service = Depends(get_service)) -> dict[str, Any]:
 
 @router.post("/search")
 async def search(req: SearchRequest, s: Service = Depends(get_service)) -> dict[str, Any]:
+    check_chat(s.settings, [("query", req.query)], None)
     hits = await run_in_threadpool(s.search, req.query, req.search_options())
     return {"query": req.query, "results": [h.to_dict() for h in hits]}
 
@@ -39,11 +40,18 @@ async def search(req: SearchRequest, s: Service = Depends(get_service)) -> dict[
 @router.post("/ask")
 async def ask(req: AskRequest, s: Service = Depends(get_service)) -> EventSourceResponse:
     """SSE: ``sources`` first, then ``token`` events, then ``done`` with the whole answer."""
+    texts = [("question", req.question)] + [(f"history.{i}.content", m.text()) for i, m in enumerate(req.history)]
+    check_chat(s.settings, texts, req.max_tokens)
     collection = s.settings.collection
     params = s.answerers[collection].params(max_tokens=req.max_tokens, temperature=req.temperature)
     history = chat_history(req.history)
-    prep = await run_in_threadpool(s.prepare, collection, req.question, history, params, req.search_options())
-    return stream_answer(s, collection, prep, params, AskEvents(), lambda m: public(m, s.settings))
+    slot = s.admit()
+    try:
+        prep = await run_in_threadpool(s.prepare, collection, req.question, history, params, req.search_options())
+    except BaseException:
+        slot.release()
+        raise
+    return stream_answer(s, collection, prep, params, AskEvents(), lambda m: public(m, s.settings), slot)
 
 
 @router.get("/documents")
@@ -90,11 +98,11 @@ async def ingest(request: Request, s: Service = Depends(get_service)) -> dict[st
         try:
             body = PathsRequest.model_validate(await request.json())
         except (ValueError, json.JSONDecodeError) as e:
-            raise HTTPException(422, f"invalid body: {str(e).splitlines()[0]}") from None
+            raise HTTPException(400, f"invalid body: {str(e).splitlines()[0]}") from None
         paths = confine(body.paths, settings.ingest_roots)
         rejected: list[dict[str, Any]] = []
     elif ctype.startswith("multipart/form-data"):
-        form = await request.form(max_files=settings.max_upload_files + 1)
+        form = await request.form(max_files=settings.max_upload_files + 1, max_fields=settings.max_form_fields)
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile) or hasattr(f, "filename")]
         paths, rejected = await save_uploads(files, settings)
     else:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -40,7 +40,7 @@ from askdocs.config import Settings
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError, CollectionNotFoundError
 from askdocs.generate import Generator, SamplingParams, make_generator, resolve_backend
-from askdocs.generate.base import Generation, Message
+from askdocs.generate.base import Generation, Message, TokenStream
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
 from askdocs.retrieve import SearchOptions
@@ -92,7 +92,8 @@ class MicroBatcher:
                 batch.append(nxt)
             groups: dict[SamplingParams, list[tuple[Sequence[Message], Future[Generation]]]] = {}
             for messages, params, fut in batch:
-                groups.setdefault(params, []).append((messages, fut))
+                if fut.set_running_or_notify_cancel():  # a waiter that has gone (cancelled) costs nothing
+                    groups.setdefault(params, []).append((messages, fut))
             for params, items in groups.items():
                 self.batches.append(len(items))
                 try:
@@ -175,6 +176,19 @@ class Metrics:
         self.tokens = Counter("askdocs_tokens", "LLM tokens", ["kind"], registry=self.registry)
 
 
+class Slot:
+    """One admitted answer; ``release`` is idempotent, so every way a request ends may call it."""
+
+    def __init__(self, service: Service) -> None:
+        self._service, self._released = service, False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            with self._service._admit_lock:
+                self._service.in_flight -= 1
+
+
 class Service:
     """What the server holds: one embedder, one generator, an index per collection, jobs, metrics."""
 
@@ -198,6 +212,20 @@ class Service:
         self.metrics = Metrics()
         self._stop = threading.Event()  # ends the --watch thread
         self._watcher: threading.Thread | None = None
+        # Backpressure: at most max_pending_answers answers queued or generating; the rest are told to
+        # retry (with 20 clients and no bound, 15 waited over 420 s on the CPU model).
+        self.in_flight = 0
+        self._admit_lock = threading.Lock()
+        self.streams: set[TokenStream] = set()  # running token streams, cancelled on shutdown
+
+    def admit(self) -> Slot:
+        """A slot for one answer, or 503 with ``Retry-After`` when ``max_pending_answers`` are in flight."""
+        with self._admit_lock:
+            if self.in_flight >= self.settings.max_pending_answers:
+                msg = f"busy: {self.in_flight} answers in progress (max_pending_answers); retry shortly"
+                raise HTTPException(503, msg, headers={"Retry-After": "5"})
+            self.in_flight += 1
+        return Slot(self)
 
     # collections -------------------------------------------------------------
 
@@ -235,10 +263,11 @@ class Service:
         options: SearchOptions,
     ) -> Prepared:
         answerer = self.answerers[collection]
-        # A follow-up is rewritten by the LLM: through the batcher when generation is in-process.
+        # A follow-up is made standalone (``Answerer.rewrite``): by the LLM through the batcher when
+        # generation is in-process and its rewrite is sane, else by the earlier question's key terms.
         query = question
         rewrite_s = 0.0
-        if history and not isinstance(self.generator, NoGenerator):
+        if history:
             t0 = time.perf_counter()
             query = answerer.rewrite(history, question, generate=self.generate)
             rewrite_s = time.perf_counter() - t0
@@ -266,9 +295,15 @@ class Service:
             return await asyncio.wrap_future(self.batcher.submit(messages, params))
         return await run_in_threadpool(self.generate, messages, params)
 
+    async def agenerate_for(self, prep: Prepared, params: SamplingParams) -> Generation:
+        """The prepared question's answer; refused before generation, the generator is not called."""
+        if prep.refusal is not None:
+            return Generation(prep.refusal, finish_reason="refused")
+        return await self.agenerate(prep.prompt.messages, params)
+
     async def answer(self, collection: str, prep: Prepared, params: SamplingParams) -> Answer:
         t0 = time.perf_counter()
-        gen = await self.agenerate(prep.prompt.messages, params)
+        gen = await self.agenerate_for(prep, params)
         return self.finish(collection, prep, gen, time.perf_counter() - t0)
 
     async def stream(
@@ -276,13 +311,18 @@ class Service:
     ) -> AsyncIterator[tuple[str, Answer | None]]:
         """(piece, None) while the answer is written, then ("", answer)."""
         t0 = time.perf_counter()
-        if not self.stream_tokens:
-            gen = await self.agenerate(prep.prompt.messages, params)
+        if not self.stream_tokens or prep.refusal is not None:
+            gen = await self.agenerate_for(prep, params)
             yield gen.text, None
         else:
             ts = self.generator.stream(prep.prompt.messages, params)
-            async for piece in iterate_in_threadpool(iter(ts)):
-                yield piece, None
+            self.streams.add(ts)
+            try:
+                async for piece in iterate_in_threadpool(iter(ts)):
+                    yield piece, None
+            finally:  # the reader has gone or the answer is whole: either way the model stops now
+                ts.cancel()
+                self.streams.discard(ts)
             assert ts.result is not None
             gen = ts.result
         yield "", self.finish(collection, prep, gen, time.perf_counter() - t0)
@@ -349,6 +389,8 @@ class Service:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
+        for ts in list(self.streams):  # shutdown (SIGTERM): running answers stop at their next token
+            ts.cancel()
         if self.batcher is not None:
             self.batcher.close()
         self.generator.close()

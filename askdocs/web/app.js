@@ -133,11 +133,42 @@ function renderMarkdown(text) {
 }
 
 class AnswerWriter {
-  constructor(node) { this.node = node; this.byN = new Map(); this.text = ""; this.frame = 0; }
+  constructor(node) { this.node = node; this.byN = new Map(); this.text = ""; this.frame = 0; this.unsupported = []; }
   setContexts(contexts) { this.byN = new Map(contexts.map((c) => [c.n, c])); this.schedule(); }
   write(piece) { this.text += piece; this.schedule(); }
   schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
+  }
+  // Sentences the server found unsupported by the passage they cite (askdocs.support) are dimmed and
+  // marked after each render of the Markdown; a sentence not found in one block of the page stays plain.
+  markUnsupported(fullText, sentences) {
+    this.unsupported = (sentences || []).filter((s) => s.supported === false && s.text);
+    if (this.unsupported.length) this.render();
+  }
+  wrapSentence(s) {
+    for (const block of this.node.querySelectorAll("p, li, td, th, blockquote, h1, h2, h3, h4, h5, h6")) {
+      if (block.querySelector("p, li, blockquote")) continue;  // the innermost block holds the sentence
+      const texts = [];
+      let all = "";
+      const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+      while (walker.nextNode()) { texts.push([walker.currentNode, all.length]); all += walker.currentNode.data; }
+      let needle = s.text.trim();
+      let i = all.indexOf(needle);
+      if (i < 0) { needle = needle.replace(/\*\*|__|`/g, ""); i = all.indexOf(needle); }  // Markdown emphasis/code rendered
+      if (i < 0 || !needle) continue;
+      const j = i + needle.length;
+      const start = texts.find(([n, off]) => i >= off && i < off + n.data.length);
+      const end = texts.find(([n, off]) => j > off && j <= off + n.data.length);
+      const range = document.createRange();
+      range.setStart(start[0], i - start[1]);
+      range.setEnd(end[0], j - end[1]);
+      const span = el("span", { className: "unsupported", title: `Not supported by the cited passage: ${s.reason || ""}` });
+      span.append(el("span", { className: "marker", textContent: "✗ " }));
+      span.setAttribute("aria-label", "unsupported sentence");
+      span.append(range.extractContents());  // citation buttons inside move along, handlers kept
+      range.insertNode(span);
+      return;
+    }
   }
   finish(fullText) {
     // the final answer is authoritative (the server may trim it)
@@ -164,6 +195,7 @@ class AnswerWriter {
       }
       if (parts.length) t.replaceWith(...parts, t.data.slice(last));
     }
+    for (const s of this.unsupported) this.wrapSentence(s);
     if (focused >= 0) this.node.querySelectorAll(".cite")[focused]?.focus();
   }
 }
@@ -304,6 +336,7 @@ $("ask-form").addEventListener("submit", async (ev) => {
         const text = msg.answer || "";
         if (msg.contexts) { contexts = msg.contexts; t.writer.setContexts(contexts); }
         t.writer.finish(text);
+        t.writer.markUnsupported(text, msg.sentences);
         const cited = (msg.citations || []).map((c) => c.n);
         let note = "";
         if (!text) note = "(no answer generated: read the sources)";

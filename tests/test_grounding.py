@@ -1,0 +1,302 @@
+"""Grounded answers: sentence units, the support rule, the extractive backend, refusal before generation.
+
+Real parts throughout: the packaged MiniLM, Milvus Lite over a slice of the bundled sample, the
+extractive backend.  The one test double is a generator that counts its calls, because what the refusal
+test asserts is precisely that no generator was called.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from askdocs import Index
+from askdocs.answer import Answerer, drop_unknown_citations
+from askdocs.cli import app
+from askdocs.embed import Embedder
+from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams
+from askdocs.generate.extractive import ExtractiveGenerator
+from askdocs.sentences import sentences, split
+from askdocs.support import answer_units, check_answer, citations, strip_citations, supports
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "milvus-docs"
+FILES = ["reference/index.md", "reference/metric.md", "reference/gpu_index.md", "getstarted/milvus_lite.md"]
+REFUSAL = "The documents do not contain the answer."
+
+# --------------------------------------------------------------------------- sentence units
+
+
+def test_units_keep_code_tables_and_list_items_whole() -> None:
+    text = (
+        "## HNSW\n\nHNSW is a graph index. It takes M, e.g. 16, and ef. Version 2.4 adds more!\n\n"
+        "```python\nindex_params = {'M': 8}\nclient.create_index(x)\n```\n\n"
+        "| Parameter | Range |\n|---|---|\n| `M` | [2, 2048] |\n\n"
+        "- `efConstruction`: search range. It is used when building.\n  continued here\n"
+        "- `ef`: search range at query time\n"
+    )
+    got = sentences(text)
+    assert got == [
+        "## HNSW",
+        "HNSW is a graph index.",
+        "It takes M, e.g. 16, and ef.",
+        "Version 2.4 adds more!",
+        "```python\nindex_params = {'M': 8}\nclient.create_index(x)\n```",
+        "| Parameter | Range |\n|---|---|\n| `M` | [2, 2048] |",
+        "- `efConstruction`: search range. It is used when building.\n  continued here",
+        "- `ef`: search range at query time",
+    ]
+    assert [s.kind for s in split(text)][3:7] == ["sentence", "code", "table", "item"]
+
+
+def test_units_cjk_punctuation_and_cut_code() -> None:
+    assert sentences("Milvus 支持 HNSW。它很快！真的吗？是的") == ["Milvus 支持 HNSW。", "它很快！", "真的吗？", "是的"]
+    cut = split("Run this:\n\n```python\nx = 1\n")  # a chunk boundary inside a fence
+    assert [s.kind for s in cut] == ["sentence", "fragment"]
+
+
+def test_units_of_real_chunks_are_verbatim_spans(embedder: Embedder, tmp_path: Path) -> None:
+    """Markdown and HTML chunks as askdocs makes them: every unit is an exact span, in order, fences balanced."""
+    (tmp_path / "page.html").write_text(
+        "<html><body><nav>Home | Docs</nav><h1>VACUUM</h1><p>VACUUM reclaims storage. VACUUM FULL rewrites "
+        "the table! Is it slow? Yes.</p><pre>VACUUM (VERBOSE, ANALYZE) onek;</pre><ul><li>FULL: more "
+        "space.</li><li>FREEZE: aggressive.</li></ul></body></html>",
+        encoding="utf-8",
+    )
+    shutil.copy(SAMPLE / "reference" / "index.md", tmp_path / "index.md")
+    with Index(milvus_uri=str(tmp_path / "u.db"), embedder=embedder) as ix:
+        ix.ingest(tmp_path)
+        hits = ix.search("VACUUM FULL rewrites", k=3) + ix.search("HNSW parameters code", k=5)
+    assert {h.source for h in hits} == {"page.html", "index.md"}
+    for h in hits:
+        spans = split(h.text)
+        assert spans and all(a.end <= b.start for a, b in itertools.pairwise(spans))
+        for s in spans:
+            assert s.of(h.text).strip() == s.of(h.text)
+            if s.kind == "code":
+                assert s.of(h.text).count("```") == 2
+
+
+# --------------------------------------------------------------------------- the support rule
+
+CHUNK = (
+    "HNSW (Hierarchical Navigable Small World Graph) is a graph-based indexing algorithm. In order to improve "
+    "performance, HNSW limits the maximum degree of nodes on each layer of the graph to `M`. In addition, you "
+    "can use `efConstruction` (when building index) or `ef` (when searching targets) to specify a search "
+    "range. GPU_CAGRA uses about 1.8 times the memory of the raw data."
+)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "HNSW limits the maximum degree of nodes on each layer of the graph to `M`. [1]",  # verbatim
+        "HNSW caps the maximum degree of nodes on every graph layer at M [1].",  # paraphrase, same names
+        "efConstruction sets the search range when building the index, ef when searching [1].",
+        "GPU_CAGRA needs roughly 1.8 times the memory of the raw data [1].",
+    ],
+)
+def test_supported(sentence: str) -> None:
+    assert supports(strip_citations(sentence), CHUNK).supported
+
+
+@pytest.mark.parametrize(
+    ("sentence", "why"),
+    [
+        ("HNSW limits the maximum degree of nodes to maxDeg.", "maxdeg"),  # an invented name
+        ("GPU_CAGRA uses about 2.5 times the memory of the raw data.", "2.5"),  # a wrong number
+        ("HNSW stores vectors on disk and compresses them with product quantization.", "words"),
+        ("The IVF_FLAT index divides vectors into nlist clusters.", "ivf_flat"),
+    ],
+)
+def test_unsupported(sentence: str, why: str) -> None:
+    v = supports(sentence, CHUNK)
+    assert not v.supported
+    assert why in v.reason
+
+
+def test_answer_check_citations_and_refusal() -> None:
+    chunks = ["Milvus Lite is a Python library.", CHUNK]
+    answer = (
+        "Milvus Lite is a Python library [1]. HNSW limits the maximum degree of nodes to `M` [2]. "
+        "It also supports eleven other index types for your vectors. HNSW uses maxDeg [2]. Bad link [7]."
+    )
+    checks = check_answer(answer, chunks)
+    assert [(c.cites, c.supported) for c in checks] == [
+        ([1], True),
+        ([2], True),
+        ([], False),
+        ([2], False),
+        ([7], False),
+    ]
+    assert [c.reason for c in check_answer(REFUSAL, chunks, is_refusal=lambda t: t == REFUSAL)] == ["refusal"]
+    assert answer_units("A sentence. [1] Another one [2].") == ["A sentence. [1]", "Another one [2]."]
+
+
+def test_citations_to_no_retrieved_chunk_are_removed() -> None:
+    assert drop_unknown_citations("A [1]. B [2, 9]. C [9]. D [0]", 5) == "A [1]. B [2]. C. D"
+    assert drop_unknown_citations("A [1]. [9] is gone.", 5) == "A [1]. is gone."
+
+
+# --------------------------------------------------------------------------- answers over the sample
+
+
+class CountingGenerator(BaseGenerator):
+    """Answers "ok [1]" and counts how often it was asked."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
+        self.calls += len(conversations)
+        return [Generation("HNSW limits the maximum degree of nodes [1].", 10, 5, "stop") for _ in conversations]
+
+
+@pytest.fixture(scope="module")
+def slice_db(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> str:
+    root = tmp_path_factory.mktemp("slice")
+    for f in FILES:
+        (root / "docs" / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / f, root / "docs" / f)
+    db = str(root / "slice.db")
+    with Index(milvus_uri=db, embedder=embedder) as ix:
+        assert ix.ingest(root / "docs").failed == 0
+    return db
+
+
+@pytest.fixture
+def index(slice_db: str, embedder: Embedder):
+    with Index(milvus_uri=slice_db, embedder=embedder, top_k=4) as ix:
+        yield ix
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What do the parameters of HNSW mean?", "How much memory does GPU_CAGRA use?", "How do I install Milvus Lite?"],
+)
+def test_extractive_answer_is_verbatim_and_cited(index: Index, question: str) -> None:
+    answer = Answerer(index, ExtractiveGenerator()).ask(question)
+    assert not answer.refused and answer.citations
+    by_n = {c.n: c for c in answer.contexts}
+    for unit in answer_units(answer.answer):
+        cites = citations(unit)
+        assert len(cites) == 1, unit
+        assert strip_citations(unit) in by_n[cites[0]].text, "a verbatim span of the chunk it cites"
+    assert answer.sentences and all(s.supported for s in answer.sentences)
+
+
+def test_extractive_streams_the_same_answer(index: Index) -> None:
+    answerer = Answerer(index, ExtractiveGenerator())
+    stream = answerer.stream("What is the metric for binary vectors?")
+    pieces = list(stream)
+    assert len(pieces) >= 1 and "".join(pieces) == stream.answer.answer
+
+
+def test_unanswerable_is_refused_without_calling_the_generator(index: Index) -> None:
+    gen = CountingGenerator()
+    answerer = Answerer(index, gen)
+    a = answerer.ask("How do I install the pgvector extension and create an index on an embedding column?")
+    assert a.refused and a.answer == REFUSAL and gen.calls == 0
+    zh = answerer.ask("如何配置 PgBouncer 的 transaction pooling 模式？")
+    assert zh.answer == "文档中没有答案。" and gen.calls == 0
+    streamed = answerer.stream("Can Milvus export its metrics directly to Datadog?")
+    assert "".join(streamed) == REFUSAL and gen.calls == 0
+    ok = answerer.ask("What do the parameters of HNSW mean?")
+    assert not ok.refused and gen.calls == 1
+    off = Answerer(index, gen, index.settings.model_copy(update={"refuse": False}))
+    off.ask("Can Milvus export its metrics directly to Datadog?")
+    assert gen.calls == 2
+
+
+def test_cli_extractive_json(slice_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKDOCS_MILVUS_URI", slice_db)
+    res = CliRunner().invoke(app, ["ask", "--llm-backend", "extractive", "--json", "How do I install Milvus Lite?"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["citations"] and obj["sentences"] and all(s["supported"] for s in obj["sentences"])
+
+
+# --------------------------------------------------------------------------- chat follow-ups and the server
+
+
+def test_follow_up_keeps_the_subject_without_a_capable_llm(index: Index) -> None:
+    """A scripted conversation: the follow-up's search query carries the new subject and the old question."""
+    answerer = Answerer(index, ExtractiveGenerator())
+    first = answerer.stream("What do the parameters of HNSW mean?").result()
+    history = [
+        {"role": "user", "content": first.question},
+        {"role": "assistant", "content": first.answer},
+    ]
+    follow = answerer.stream("and what about IVF_FLAT?", history=history).result()
+    assert follow.query == "and what about IVF_FLAT? parameters HNSW"
+    assert any("IVF_FLAT" in c.text for c in follow.contexts)
+    assert all(s.supported for s in follow.sentences)
+
+
+def test_llm_rewrite_kept_only_when_sane() -> None:
+    from askdocs.followup import sane
+
+    history = [{"role": "user", "content": "What is HNSW?"}, {"role": "assistant", "content": "A graph index [1]."}]
+    assert not sane("What a great question!", history, "and what about IVF_FLAT?")
+    assert not sane("How do I bake bread?", history, "and what about IVF_FLAT?")
+    assert sane("What is IVF_FLAT?", history, "and what about IVF_FLAT?")
+
+
+def test_server_extractive_answers_refuses_and_flags_sentences(slice_db: str, embedder: Embedder) -> None:
+    import httpx
+    from test_server import Running, free_port
+
+    from askdocs.config import Settings
+    from askdocs.server import create_app
+
+    settings = Settings(milvus_uri=slice_db, top_k=4, llm_backend="extractive")
+    app = create_app(settings, generator=ExtractiveGenerator(), embedder=embedder)
+    with Running(app, free_port()) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        body = {"model": "askdocs", "messages": [{"role": "user", "content": "How do I install Milvus Lite?"}]}
+        r = http.post("/v1/chat/completions", json=body).json()
+        assert "[" in r["choices"][0]["message"]["content"]
+        assert r["sentences"] and all(s["supported"] for s in r["sentences"])
+        assert any(s["cited"] for s in r["sources"])
+        body["messages"][0]["content"] = "Can Milvus export its metrics directly to Datadog?"
+        r = http.post("/v1/chat/completions", json=body).json()
+        assert r["choices"][0]["message"]["content"] == REFUSAL
+        with http.stream("POST", "/api/ask", json={"question": "How much memory does GPU_CAGRA use?"}) as s:
+            events = [line for line in s.iter_lines() if line.startswith("data:")]
+        done = json.loads(events[-1][5:])
+        assert done["citations"] and all(x["supported"] for x in done["sentences"])
+
+
+def test_agreement_of_dense_and_bm25_documents() -> None:
+    from askdocs.evidence import agreement
+
+    assert agreement(["a", "b", "c"], ["a", "d"]) == {"agree_top": 1.0, "agree5": 0.2}
+    assert agreement(["b", "a"], ["a", "b"]) == {"agree_top": 0.0, "agree5": 0.4}
+    assert agreement([], ["a"]) == {"agree_top": 0.0, "agree5": 0.0}
+
+
+def test_extractive_quotes_only_the_best_supported_document() -> None:
+    from askdocs.evidence import Evidence, Scored
+    from askdocs.generate.extractive import select
+
+    def unit(n: int, text: str, score: float, start: int = 0) -> Scored:
+        return Scored(n, text, "sentence", start, score, 0.0)
+
+    # one strong sentence on page b loses to page a's several good ones; page b is not quoted at all
+    ev = Evidence(
+        "How does the flux index build its graph?",
+        [
+            unit(1, "The flux index links every vector to its nearest neighbours in layers.", 0.8),
+            unit(1, "Building the flux index takes longer when the layers are wider.", 0.75, 80),
+            unit(1, "Each layer of the graph keeps fewer vectors than the layer below.", 0.7, 160),
+            unit(2, "An integration guide mentions that graphs of vectors power its search.", 0.9),
+        ],
+        sources={1: "a.md", 2: "b.md"},
+    )
+    assert {u.n for u in select(ev)} == {1}

@@ -127,6 +127,7 @@ class Answer:
             "contexts": [c.to_dict() for c in self.contexts],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "usage": self.usage,
+            "finish_reason": self.finish_reason,  # "length": cut at max_tokens (the web page marks it)
             "sentences": [c.to_dict() for c in self.sentences],
             "refused": self.refused,
         }

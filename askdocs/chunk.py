@@ -101,6 +101,16 @@ def chunk_id(source: str, doc_hash: str, index: int) -> str:
     return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
 
 
+def describe_fingerprint(fingerprint: str) -> str:
+    """A chunker's fingerprint for people: ``clean2|chars|512|51|ctx2`` -> ``512 chars, 51 overlap (...)``."""
+    parts = fingerprint.split("|")
+    if len(parts) != 5:
+        return fingerprint
+    clean, unit, size, overlap, ctx = parts
+    versions = f"cleaner v{clean.removeprefix('clean')}, context v{ctx.removeprefix('ctx')}"
+    return f"{size} {unit}, {overlap} overlap ({versions})"
+
+
 class Chunker:
     """Splits documents with fixed settings; ``fingerprint`` names those settings."""
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -151,6 +151,17 @@ RAY: dict[str, Any] = {
 SERVE: dict[str, Any] = {
     "host": Annotated[Optional[str], typer.Option("--host", help="Interface [env: ASKDOCS_HOST]")],
     "port": Annotated[Optional[int], typer.Option("--port", help="TCP port [env: ASKDOCS_PORT]")],
+    "mcp": Annotated[
+        Optional[bool],
+        typer.Option("--mcp/--no-mcp", help="MCP tools over streamable HTTP at /mcp (default on) [env: ASKDOCS_MCP]"),
+    ],
+    "watch": Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--watch",
+            help="Folder the server keeps in sync as files change (repeatable) [env: ASKDOCS_WATCH, a JSON list]",
+        ),
+    ],
 }
 #: CLI option names that differ from the setting they set
 _SETTING = {
@@ -164,21 +175,48 @@ _SETTING = {
 
 
 def check_mode(mode: str | None, option: str = "--mode") -> None:
-    if mode is not None and mode not in SEARCH_MODES:
+    if mode is not None and mode.lower() not in SEARCH_MODES:
         raise _fail(f"{option} must be {_MODES}, not {mode!r}")
 
 
 def build_settings(**options: Any) -> Settings:
     """Settings from the CLI's options (unset ones left to the environment and the settings file)."""
-    from askdocs.config import load_settings
+    from pydantic import ValidationError
 
+    from askdocs.config import describe_invalid, load_settings
+    from askdocs.errors import AskdocsError
+
+    if options.get("mode"):
+        options["mode"] = options["mode"].lower()
     check_mode(options.get("mode"))
-    # an unrepeated list option (--embed-url) arrives as []: unset, like None
-    values = {_SETTING.get(k, k): (v if v != [] else None) for k, v in options.items()}
+    values = {_SETTING.get(k, k): (v or None if isinstance(v, list | tuple) else v) for k, v in options.items()}
     try:
         return load_settings(**values)
-    except Exception as exc:  # pydantic.ValidationError: bad setting values
-        raise _fail(f"invalid settings: {exc}") from None
+    except ValidationError as exc:  # bad values from the options, the environment or the settings file
+        raise _fail(f"invalid settings: {describe_invalid(exc)}") from None
+    except AskdocsError as exc:  # the settings file: its syntax or an unknown key
+        raise _fail(str(exc)) from None
+
+
+def _with_default(name: str, ann: Any) -> Any:
+    """The option with the setting's default in its help (the option's own default is None: "unset").
+
+    The defaults live in ``Settings``, so ``--help`` reads them there rather than repeating them here.
+    """
+    import copy
+
+    from rich.markup import escape
+
+    if not hasattr(ann, "__metadata__"):
+        return ann
+    info = copy.copy(ann.__metadata__[0])
+    field = Settings.model_fields.get(_SETTING.get(name, name))
+    default = None if field is None else field.default
+    if default not in (None, [], ()):
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        info.help = f"{info.help or ''} [default: {shown}]".strip()
+    info.help = escape(info.help or "")  # "[env: ...]" and "[default: ...]" are text, not rich markup
+    return Annotated[(ann.__origin__, info)]  # type: ignore[misc]
 
 
 def shared(*groups: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -189,7 +227,7 @@ def shared(*groups: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[.
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "settings"]
         extra = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_with_default(name, ann))
             for g in groups
             for name, ann in g.items()
         ]
@@ -234,9 +272,20 @@ def errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"askdocs {version('askdocs')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     _quiet_libraries()
@@ -319,6 +368,9 @@ def ingest(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep syncing (with --prune) as files change, until Ctrl-C.")
+    ] = False,
     ray: Annotated[
         bool,
         typer.Option("--ray", help="Read, chunk and embed on Ray Data (a local Ray instance unless --ray-address)."),
@@ -326,9 +378,14 @@ def ingest(
     *,
     settings: Settings,
 ) -> None:
-    """Ingest documents (Markdown, HTML, text, reST, PDF); unchanged files are skipped."""
+    """Ingest documents (Markdown, HTML, text, reST, PDF, DOCX, PPTX, XLSX, CSV, EPUB); unchanged files are skipped."""
     if ray and settings.ray_address is None:
         settings = settings.model_copy(update={"ray_address": "local"})
+    if watch:  # askdocs.watch: sync now and after every burst of changes
+        from askdocs.watch import watch_cli
+
+        with _index(settings) as index, errors():
+            return watch_cli(index, paths, as_json=as_json, quiet=quiet, echo=err.print)
     progress = _RichProgress(enabled=not quiet and not as_json and err.is_terminal)
     with _index(settings) as index, progress, errors():
         report = index.ingest(*paths, prune=prune, progress=progress)
@@ -340,6 +397,8 @@ def ingest(
                 err.print(f"skipped {_shown(path)}: {_shown(reason)}", highlight=False)
         if not quiet:
             err.print(report.summary(), highlight=False)
+    if report.explicit_failures:  # a file the user named on its own must not fail in silence
+        raise _fail(f"not ingested: {', '.join(report.explicit_failures)} (see the reasons above)")
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise typer.Exit(1)
 
@@ -545,6 +604,11 @@ def _answering(index: Index) -> Iterator[Any]:
     """An ``Answerer`` over an existing collection, its generator closed on the way out."""
     with errors():
         index.require_collection()
+        if not index.status().chunks:  # every document deleted: no passages to answer from, with or without an LLM
+            raise _fail(
+                f"collection {index.settings.collection!r} is empty: there is nothing to answer from "
+                "(run `askdocs ingest PATH...` first)"
+            )
     answerer = _answerer(index)
     try:
         yield answerer
@@ -582,6 +646,35 @@ def _ask_batch(answerer: Any, records: list[dict[str, Any]], out_file: Path | No
     )
 
 
+def _line_editing() -> Callable[[], None] | None:
+    """Line editing and a persistent history for ``chat`` on a terminal: the standard library's readline.
+
+    ``input()`` edits lines (arrows, Ctrl-A/E, Ctrl-R search) once readline is imported; the history
+    is kept in the askdocs cache folder across sessions.  No extra dependency: readline is in every
+    CPython on Linux and macOS (absent on Windows, where chat keeps plain input).
+    """
+    try:
+        import readline
+    except ImportError:
+        return None
+    from askdocs.config import cache_dir
+
+    path = cache_dir() / "chat_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            readline.read_history_file(path)
+    except OSError:
+        return None
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        with suppress(OSError):
+            readline.write_history_file(path)
+
+    return save
+
+
 @app.command()
 @shared(SEARCH, LLM, CONNECTION, EMBEDDING)
 def chat(*, settings: Settings) -> None:
@@ -589,11 +682,16 @@ def chat(*, settings: Settings) -> None:
     with _index(settings) as index, _answering(index) as answerer:
         history: list[dict[str, str]] = []
         err.print(f"[dim]{answerer.generator.name} over {index.settings.collection}; empty line or Ctrl-D ends[/]")
+        save_history = _line_editing() if out.is_terminal else None
         while True:
             try:
-                question = out.input("[bold green]? [/]").strip() if out.is_terminal else input().strip()
+                # \001/\002 tell readline the colour codes take no room, so editing redraws the line right
+                question = input("\001\033[1;32m\002? \001\033[0m\002" if save_history else "").strip()
             except EOFError:
                 break
+            finally:
+                if save_history:
+                    save_history()
             if not question or question in ("exit", "quit", "/exit", "/quit"):
                 break
             answer = _stream_one(answerer, question, history=history)
@@ -615,6 +713,10 @@ def serve(*, settings: Settings) -> None:
     from askdocs.server import create_app
     from askdocs.server.app import uvicorn_config
 
+    missing = [str(f) for f in settings.watch if not f.is_dir()]
+    if missing:
+        raise _fail(f"--watch needs existing folders: {', '.join(missing)} not found")
+    logging.getLogger("askdocs").setLevel(logging.INFO)  # the server's request and ingest log
     app_ = create_app(settings)
     config = uvicorn_config(app_, settings)
     server = uvicorn.Server(config)
@@ -627,13 +729,16 @@ def serve(*, settings: Settings) -> None:
             return
         st = svc.index.status()
         url = f"http://{settings.host}:{settings.port}"
-        err.print(f"[bold]askdocs[/] serving {url}  (web page /, OpenAI API {url}/v1, docs {url}/docs)")
+        mcp = f", MCP {url}/mcp" if settings.mcp else ""
+        err.print(f"[bold]askdocs[/] serving {url}  (web page /, OpenAI API {url}/v1{mcp}, docs {url}/docs)")
         err.print(
             f"  collection [cyan]{settings.collection}[/] at {settings.milvus_uri}: "
             f"{st.documents} documents, {st.chunks} chunks; embeddings {st.model or svc.embedder.model_name}",
             highlight=False,
         )
         err.print(f"  LLM: {svc.backend} {svc.generator.name}; API key {'required' if settings.api_key else 'off'}")
+        if settings.watch:
+            err.print(f"  keeping {', '.join(map(str, settings.watch))} in sync (ingest --prune on each change)")
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()  # uvicorn handles Ctrl-C itself
@@ -657,18 +762,49 @@ def eval_(
     settings: Settings,
 ) -> None:
     """Score retrieval (hit@k, MRR, nDCG by source) and, with --answers, the answers, on a question set."""
+    from datetime import UTC, datetime
+
     from askdocs import evaluate as ev
+    from askdocs.generate import resolve_backend
 
     try:
         qs = ev.load_questions(questions)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    modes = [m.strip() for m in compare.split(",") if m.strip()] if compare else []
+    modes = [m.strip().lower() for m in compare.split(",") if m.strip()] if compare else []
     for m in modes:
         check_mode(m, "modes")
     with _index(settings) as index, errors():
+        index.require_collection()
+        missing = ev.gold_not_indexed(qs, {d.source for d in index.documents()})
+        gold = {g for q in qs for g in q.get("gold_sources", [])}
+        if missing:  # such questions score 0 whatever the retriever does
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            err.print(
+                f"[yellow]warning:[/] {len(missing)} of {len(gold)} gold sources are not indexed ({shown}); "
+                "questions citing them cannot score",
+                highlight=False,
+            )
+        backend = resolve_backend(settings)
+        if answers and backend == "none":
+            err.print(
+                "[yellow]warning:[/] --answers with --llm-backend none: there are no answers to score "
+                "(every answer is empty); choose an LLM backend",
+                highlight=False,
+            )
         retrieval = ev.evaluate_retrieval(index, qs, modes or [settings.search_mode])
         result = ev.EvalResult(str(questions), len(qs), retrieval)
+        st = index.status()
+        result.meta.update(
+            collection=settings.collection,
+            uri=settings.milvus_uri,
+            embed_model=st.model,
+            mode=", ".join(modes or [settings.search_mode]),
+            k=10,
+            llm=backend if answers else None,
+            date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            gold_not_indexed=missing,
+        )
         if answers:
             got = ev.generate_answers(index, qs, settings.search_mode, batch)
             result.answers = ev.answer_metrics(qs, got)
@@ -731,7 +867,9 @@ def status(
         table.add_row("chunks", str(st.chunks))
         table.add_row("embedding", f"{st.model} ({st.dim} dims)")
         table.add_row("search", "dense + BM25 (hybrid)" if st.bm25 else "dense only")
-        table.add_row("chunking", st.chunking or "-")
+        from askdocs.chunk import describe_fingerprint
+
+        table.add_row("chunking", describe_fingerprint(st.chunking) if st.chunking else "-")
     if st.other_collections:
         table.add_row("other collections", ", ".join(st.other_collections))
     out.print(table)
@@ -746,14 +884,18 @@ def documents(
     *,
     settings: Settings,
 ) -> None:
-    """List the indexed documents."""
+    """List the indexed documents (whole source paths: the names `delete` takes)."""
     with _index(settings) as index, errors():
+        index.require_collection()
         docs = index.documents()
     if as_json:
         for d in docs:
             print(json.dumps(d.__dict__, ensure_ascii=False))
         return
     table = Table("source", "title", "chunks")
+    # never cut or folded: the whole path is the name `delete` takes, so the title column gives way
+    longest = max((len(d.source) for d in docs), default=6)
+    table.columns[0].no_wrap, table.columns[0].overflow, table.columns[0].min_width = True, "ignore", longest
     for d in docs:
         table.add_row(d.source, d.title, str(d.chunks) + ("" if d.complete else " [yellow](incomplete)[/]"))
     out.print(table)
@@ -794,6 +936,16 @@ def reset(
     with _index(settings) as index, errors():
         dropped = index.reset()
     err.print(f"dropped {name}" if dropped else f"{name} did not exist")
+
+
+@app.command("mcp")
+@shared(SEARCH, LLM, CONNECTION, EMBEDDING)
+def mcp_command(*, settings: Settings) -> None:
+    """Serve search, ask and list_documents as MCP tools over stdio, for agents and IDEs."""
+    from askdocs.mcp_server import run_stdio
+
+    with errors():
+        run_stdio(settings)
 
 
 def run() -> None:  # console-script entry point

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -30,6 +30,9 @@ REFUSE_BELOW = 1.09
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 ChunkUnit = Literal["chars", "tokens"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+
+
+_SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:", "grpc://")
 
 
 def _config_file() -> Path:
@@ -274,6 +277,28 @@ class Settings(BaseSettings):
             return [u for u in v.replace(" ", ",").split(",") if u]
         return v
 
+    sources_footer: bool = Field(
+        True,
+        description="askdocs serve: /v1/chat/completions adds a 'Sources' footer ([n] path › section) to the content.",
+    )
+    mcp: bool = Field(True, description="askdocs serve: MCP tools over streamable HTTP at /mcp (behind api_key).")
+    watch: list[Path] = Field(
+        default_factory=list, description="askdocs serve: folders the server keeps in sync (ingest --prune on change)."
+    )
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _uri_kind(cls, v: str) -> str:
+        """pymilvus answers anything else with a garbled connection error, so say what is expected here."""
+        if v.startswith(_SERVER_SCHEMES) or v.endswith(".db"):
+            return v
+        raise ValueError("must be a Milvus Lite file ending in .db, or a server URI such as http://host:19530")
+
+    @field_validator("search_mode", mode="before")
+    @classmethod
+    def _mode_any_case(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, v: int, info):
@@ -305,6 +330,47 @@ class Settings(BaseSettings):
         return is_lite(self.milvus_uri)
 
 
+def check_config_file(path: Path | None = None) -> None:
+    """A settings file with a TOML syntax error or an unknown key is an error that names the file.
+
+    pydantic-settings would raise tomllib's bare message for the first and silently ignore the second
+    (a misspelt ``topk = 3`` would leave top_k at its default without a word).
+    """
+    import difflib
+    import tomllib
+
+    from askdocs.errors import BadInputError
+
+    path = path or _config_file()
+    if not path.is_file():
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid TOML: {exc}") from None
+    unknown = [k for k in data if k not in Settings.model_fields]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise BadInputError(f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(hints)}")
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """pydantic's multi-line report as one line: ``top_k (ASKDOCS_TOP_K): must be >= 1, got 0``."""
+    parts = []
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else "settings"
+        msg = e["msg"].removeprefix("Value error, ")
+        msg = msg.replace("Input should be greater than or equal to", "must be >=")
+        msg = msg.replace("Input should be less than or equal to", "must be <=").replace("Input should be", "must be")
+        got = f", got {e['input']!r}" if "input" in e and not isinstance(e["input"], dict) else ""
+        parts.append(f"{field} (ASKDOCS_{field.upper()}): {msg}{got}")
+    return "; ".join(parts)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings, dropping overrides left as None so lower layers still apply."""
+    check_config_file()
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -384,10 +384,35 @@ def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
+def gold_not_indexed(questions: Sequence[dict[str, Any]], indexed: set[str]) -> list[str]:
+    """Gold sources that no document in the collection has: questions citing only those cannot score."""
+    gold = {g for q in questions for g in q.get("gold_sources", [])}
+    return sorted(gold - indexed)
+
+
+_RUN_KEYS = ("collection", "uri", "embed_model", "mode", "k", "llm", "date")
+
+
 def render_html(result: EvalResult) -> str:
-    """A self-contained HTML report: tables plus inline SVG charts, no external assets."""
+    """A self-contained HTML report: tables plus inline SVG charts, no external assets.
+
+    Every row is in the page and open (nothing folded away or cut short), and gold sources that are not
+    in the collection are marked, so a low score that only means "not indexed" reads as such.
+    """
+    missing = set(result.meta.get("gold_not_indexed", []))
+    run = [[k, str(result.meta[k])] for k in _RUN_KEYS if result.meta.get(k) is not None]
     body = [
         f"<h1>askdocs eval</h1><p>{html.escape(result.questions_file)}: {result.n_questions} questions</p>",
+        *(["<h2>Run</h2>", _html_table(["setting", "value"], run)] if run else []),
+        *(
+            [
+                f"<p class=warn>{len(missing)} gold source(s) are not indexed (marked below): "
+                + html.escape(", ".join(sorted(missing)))
+                + "</p>"
+            ]
+            if missing
+            else []
+        ),
         *(
             ["<p>" + html.escape(", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)) + "</p>"]
             if (settings := result.meta.get("settings"))
@@ -400,11 +425,17 @@ def render_html(result: EvalResult) -> str:
     ]
     for mode, res in result.retrieval.items():
         rows = [
-            [r["id"], r["lang"], _fmt(r["rank"]), ", ".join(r["gold"]), ", ".join(r["top"])]
+            [
+                r["id"],
+                r["lang"],
+                _fmt(r["rank"]),
+                ", ".join(g + (" (not indexed)" if g in missing else "") for g in r["gold"]),
+                ", ".join(r["top"]),
+            ]
             for r in res["per_question"]
         ]
         body.append(
-            f"<details><summary>per question: {html.escape(mode)}</summary>"
+            f"<details open><summary>per question: {html.escape(mode)}</summary>"
             + _html_table(["id", "lang", "first gold rank", "gold", "top sources"], rows)
             + "</details>"
         )
@@ -423,18 +454,19 @@ def render_html(result: EvalResult) -> str:
                 "yes" if r["refused"] else "no",
                 _fmt(r.get("key_facts")),
                 f"{r['seconds']:.2f}",
-                r["answer"][:300],
+                r["answer"],
             ]
             for r in ans["per_question"]
         ]
         body.append(
-            "<details><summary>per answer</summary>"
+            "<details open><summary>per answer</summary>"
             + _html_table(["id", "answerable", "refused", "key facts", "seconds", "answer"], rows)
             + "</details>"
         )
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere;"
+        "white-space:pre-wrap}.warn{color:#a40}"
     )
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>askdocs eval</title><style>{style}</style>'

@@ -21,18 +21,28 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 from askdocs.chunk import Chunk, Chunker
 from askdocs.clean import clean
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError, LoadError, StoreError
-from askdocs.load import MAX_FILE_BYTES, MAX_PDF_INFLATED_BYTES, SourceFile, content_hash, discover, read, read_bytes
+from askdocs.load import (
+    FORMATS,
+    MAX_FILE_BYTES,
+    MAX_PDF_INFLATED_BYTES,
+    SourceFile,
+    content_hash,
+    discover,
+    read,
+    read_bytes,
+)
 from askdocs.store import DocState, MilvusStore
 
 
@@ -59,16 +69,26 @@ class IngestReport:
     unchanged: int = 0
     removed: int = 0
     failed: int = 0
+    skipped: int = 0  # files of a type askdocs does not read, found inside folders or globs
     chunks: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    explicit_failures: list[str] = field(default_factory=list)  # files named on their own that were not indexed
     stages: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed, "
-            f"{self.failed} failed; {self.chunks} chunks written in {self.seconds:.1f}s"
+            f"{self.failed} failed{self._skipped_note()}; {self.chunks} chunks written in {self.seconds:.1f}s"
         )
+
+    def _skipped_note(self) -> str:
+        if not self.skipped:
+            return ""
+        exts = Counter(Path(p).suffix.lower() or "without extension" for p in self.skipped_files)
+        kinds = ", ".join(f"{n} {ext}" for ext, n in exts.most_common())
+        return f", {self.skipped} skipped as unsupported ({kinds})"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -79,7 +99,9 @@ class IngestReport:
             "failed": self.failed,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
+            "skipped": self.skipped,
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "skipped_files": [{"path": p, "extension": Path(p).suffix.lower()} for p in self.skipped_files],
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
         }
 
@@ -286,8 +308,11 @@ class Ingestor:
         self._plans: dict[str, _Plan] = {}
         self._collection_ready = False
         self._writer: _Writer | None = None
+        self._explicit: set[str] = set()
 
     def _fail(self, path: str, reason: str) -> None:
+        if path in self._explicit:
+            self.report.explicit_failures.append(path)
         self.report.failed += 1
         self.report.failures.append((path, reason))
         self.progress.failed(path, reason)
@@ -309,6 +334,14 @@ class Ingestor:
         inputs = list(inputs)
         with self._time("discover"):
             found = discover(inputs)
+        self._explicit = set(found.explicit) | set(found.missing)
+        for path in found.unsupported:
+            if path in self._explicit:
+                kind = Path(path).suffix or "(no extension)"
+                self._fail(path, f"unsupported file type {kind}; askdocs reads {' '.join(sorted(FORMATS))}")
+            else:
+                self.report.skipped += 1
+                self.report.skipped_files.append(path)
         for path, reason in found.skipped:
             self._fail(path, reason)
         for m in found.missing:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from askdocs.errors import LoadError
+from askdocs.load_office import OFFICE_FORMATS, ocr_pdf, read_office
 
 #: File extension -> format name understood by ``askdocs.clean``.
 FORMATS: dict[str, str] = {
@@ -30,6 +31,7 @@ FORMATS: dict[str, str] = {
     ".txt": "text",
     ".rst": "rst",
     ".pdf": "pdf",
+    **OFFICE_FORMATS,  # DOCX, PPTX, XLSX, CSV, EPUB: askdocs.load_office
 }
 
 #: Files larger than this are refused (``read_bytes``' ``max_bytes`` changes it).  A file is read,
@@ -83,6 +85,8 @@ class Discovery:
     dir_roots: list[Path]  # roots given as folders: the scope of --prune
     missing: list[str]  # inputs that matched nothing
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): loops, pipes, broken links
+    unsupported: list[str] = field(default_factory=list)  # files of a type askdocs does not read
+    explicit: list[str] = field(default_factory=list)  # files named on their own: failing one fails the run
 
 
 def _is_glob(pattern: str) -> bool:
@@ -130,10 +134,13 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
     dir_roots: list[Path] = []
     missing: list[str] = []
     skipped: list[tuple[str, str]] = []
+    unsupported: list[str] = []
+    explicit: list[str] = []
 
     def add(path: Path, root: Path) -> None:
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
+            unsupported.append(str(Path(os.path.normpath(path.absolute()))))
             return
         try:
             real = path.resolve(strict=True)  # one identity per file, however it was reached (symlinks, '..')
@@ -174,6 +181,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
         elif path.exists():
             root = Path(os.path.normpath(path.absolute())).parent
             roots.append(root)
+            explicit.append(str(Path(os.path.normpath(path.absolute()))))
             add(path, root)
         elif _is_glob(text):
             root = _glob_root(text)
@@ -187,7 +195,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]]) -> Discovery:
                 missing.append(text)
         else:
             missing.append(text)
-    return Discovery(files=files, roots=roots, dir_roots=dir_roots, missing=missing, skipped=skipped)
+    return Discovery(files, roots, dir_roots, missing, skipped, unsupported, explicit)
 
 
 def decode(data: bytes) -> str:
@@ -274,7 +282,7 @@ def _read_pdf(file: SourceFile, data: bytes, max_inflated: int = MAX_PDF_INFLATE
         raise LoadError(f"corrupt or unreadable PDF: {exc}") from None
     text = "\n\n".join(pages)
     if not text.strip():
-        raise LoadError("PDF has no extractable text (scanned images?)")
+        return ocr_pdf(file, data)  # scanned: OCR, or a LoadError saying how to enable it
     return RawDocument(file, text, content_hash(data), page_starts=starts, pdf_title=title)
 
 
@@ -320,6 +328,8 @@ def read(
         raise LoadError("empty file")
     if file.fmt == "pdf":
         return _read_pdf(file, data, pdf_max_inflated)
+    if file.fmt in OFFICE_FORMATS.values():
+        return read_office(file, data)
     if data.startswith(b"%PDF-"):
         raise LoadError("PDF content under a text file name")
     text = decode(data)

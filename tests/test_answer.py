@@ -62,7 +62,17 @@ def test_ask_answers_from_retrieved_chunks(answerer: Answerer) -> None:
     answer = answerer.ask(QUESTION)
     check_answer(answer, QUESTION, hits)
     d = answer.to_dict()
-    assert set(d) == {"question", "answer", "citations", "contexts", "timings", "usage", "sentences", "refused"}
+    assert set(d) == {
+        "question",
+        "answer",
+        "citations",
+        "contexts",
+        "timings",
+        "usage",
+        "finish_reason",
+        "sentences",
+        "refused",
+    }
     assert d["refused"] is False, "an answerable question is not refused"
     assert all({"text", "supported"} <= set(s) for s in d["sentences"])
     assert set(d["contexts"][0]) == {"n", "source", "section", "text", "score"}

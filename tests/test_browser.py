@@ -97,9 +97,13 @@ def test_ask_read_a_source_upload_and_delete(browser, site: str, tmp_path: Path)
     page.click("#tab-docs")
     note = tmp_path / "okapi-notes.md"
     note.write_text("# Okapi\n\nThe okapi setting tunes the flux capacitor of the askdocs browser test.\n")
-    page.set_input_files("#files", str(note))
+    stray = tmp_path / "settings.json"  # not a document: refused, while the note is still ingested
+    stray.write_text("{}")
+    assert ".docx" in page.get_attribute("#files", "accept")
+    page.set_input_files("#files", [str(note), str(stray)])
     page.click("#upload-button")
     page.wait_for_selector("#upload-status:has-text('Ingest done')", timeout=120_000)
+    assert "not uploaded: settings.json: unsupported type .json" in page.inner_text("#upload-status")
     row = page.locator("#docs-body tr", has_text="okapi-notes.md")
     row.wait_for()
     assert row.count() == 1
@@ -134,14 +138,25 @@ class Scripted(BaseGenerator):
         # only the follow-up rewrite comes here
         return [Generation("What does the okapi setting tune?") for _ in conversations]
 
+    # the follow-up: Markdown, cut at max_tokens
+    MARKDOWN = (
+        "Tune it in **two** steps [1]:\n\n1. set `okapi`\n2. restart\n\n",
+        "```\nokapi --tune <x>\n```\n\n| flux | phase |\n|---|---|\n| 1.21 | [2] |\n",
+    )
+
     def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
         self.prompts.append(messages)
+        turn = len(self.prompts)
+        script, finish, delay = {1: (self.PIECES, "stop", 0.25), 2: (self.MARKDOWN, "length", 0.25)}.get(
+            turn,
+            (("A slow answer ",) * 60, "stop", 0.5),  # the third question is stopped by the user
+        )
 
         def pieces(ts: TokenStream) -> Iterator[str]:
-            for p in self.PIECES:
-                time.sleep(0.25)
+            for p in script:
+                time.sleep(delay)
                 yield p
-            ts.result = Generation("".join(self.PIECES), 100, 20, "stop")
+            ts.result = Generation("".join(script), 100, 20, finish)
 
         return TokenStream(pieces)
 
@@ -155,6 +170,9 @@ def keyed_site(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[t
         "The okapi setting tunes the flux capacitor. "
         'Beware of <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> in documents.\n'
     )
+    deep = corpus / "guides" / "configuration-reference" / "time-circuits"
+    deep.mkdir(parents=True)
+    (deep / "gigawatt-tables-for-the-time-circuits-appendix.txt").write_text("Time circuits need a date.\n")
     (corpus / "flux.txt").write_text("The flux capacitor needs 1.21 gigawatts; the okapi setting changes its phase.\n")
     # about citations and escaping, not refusal: refusal off
     settings = Settings(
@@ -183,10 +201,10 @@ def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str
     expect(page.locator("#key-status")).to_have_text("That key was refused.")
     page.fill("#key", "s3cret-key")
     page.keyboard.press("Enter")
-    expect(page.locator("#info")).to_contain_text("2 documents")
+    expect(page.locator("#info")).to_contain_text("3 documents")
     expect(page.locator("#key-form")).to_be_hidden()
     page.reload()
-    expect(page.locator("#info")).to_contain_text("2 documents")
+    expect(page.locator("#info")).to_contain_text("3 documents")
     expect(page.locator("#key-form")).to_be_hidden()
 
     # the answer streams: a citation becomes a button before the answer is finished
@@ -234,6 +252,88 @@ def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str
     expect(latest.locator(".answer")).to_have_attribute("aria-busy", "false", timeout=60_000)
     prompt = llm.prompts[-1]
     assert any(m["role"] == "assistant" and "okapi" in m["content"] for m in prompt), prompt
+
+    # the follow-up's answer is Markdown: a list, code, a table, citations inside them; it was cut short
+    md = latest.locator(".answer")
+    expect(md.locator("ol > li")).to_have_count(2)
+    expect(md.locator("strong")).to_have_text("two")
+    expect(md.locator("pre code")).to_have_text("okapi --tune <x>")  # code keeps its < > as text
+    expect(md.locator("table td").first).to_have_text("1.21")
+    assert md.locator("button.cite").all_inner_texts() == ["[1]", "[2]"]
+    expect(latest.locator(".note")).to_contain_text("max_tokens")
+    expect(page.locator(".turn").nth(1).locator(".note")).to_be_hidden()  # the first answer was complete
+    page.screenshot(path=str(ARTIFACTS / "ask-desktop.png"), full_page=True)
+
+    # the conversation survives a reload, citations still open their passages
+    page.reload()
+    expect(page.locator(".turn")).to_have_count(2)
+    expect(page.locator(".turn").first.locator(".answer table")).to_have_count(1)
+    page.locator(".turn").nth(1).locator("button.cite").first.click()
+    expect(page.locator("#panel-title")).to_have_text(re.compile(r"^\[2\] "))
+    page.keyboard.press("Escape")
+
+    # Stop ends a long answer at once and keeps what was written
+    page.focus("#question")
+    page.keyboard.type("Tell me everything.")
+    page.keyboard.press("Enter")
+    expect(page.locator("#stop-button")).to_be_visible()
+    expect(page.locator(".turn").first.locator(".answer")).to_contain_text("A slow answer", timeout=30_000)
+    page.click("#stop-button")
+    stopped = page.locator(".turn").first
+    expect(stopped.locator(".answer")).to_have_attribute("aria-busy", "false", timeout=5_000)
+    expect(stopped.locator(".note")).to_have_text(re.compile("^Stopped"))
+    expect(page.locator("#stop-button")).to_be_hidden()
+    expect(page.locator("#ask-button")).to_be_enabled()
+
+    # every view at a phone's width (390 px) and the desktop's: nothing wider than the screen
+    for name, width, height in (("phone", 390, 844), ("desktop", 1200, 800)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.click("#tab-ask")
+        page.screenshot(path=str(ARTIFACTS / f"ask-{name}.png"), full_page=True)
+        page.locator(".turn").nth(1).locator("button.cite").first.click()
+        expect(page.locator("#panel")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / f"passage-{name}.png"))
+        page.keyboard.press("Escape")
+        page.click("#tab-docs")
+        expect(page.locator("#docs-body tr")).to_have_count(3)
+        page.screenshot(path=str(ARTIFACTS / f"documents-{name}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        for row in page.locator("#docs-body tr").all():
+            box = row.get_by_role("button").bounding_box()
+            assert box and box["x"] + box["width"] <= width, (name, box)
+        # a long path breaks at its slashes and hyphens, not letter by letter: a few lines at most
+        lines = page.evaluate(
+            "(td) => td.getBoundingClientRect().height / parseFloat(getComputedStyle(td).lineHeight)",
+            page.locator("td.src", has_text="gigawatt-tables").element_handle(),
+        )
+        assert lines <= (5 if name == "phone" else 3), (name, lines)
+    page.click("#tab-ask")
     page.click("#new-chat")
     expect(page.locator(".turn")).to_have_count(0)
+    page.reload()
+    expect(page.locator("#info")).to_contain_text("3 documents")
+    expect(page.locator(".turn")).to_have_count(0)  # a new chat is forgotten for good
     context.close()
+
+
+def test_api_docs_render_offline(browser, site: str) -> None:
+    """/docs with every request off the server refused: Swagger UI comes from askdocs, not a CDN."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    refused: list[str] = []
+
+    def offline(route) -> None:
+        if route.request.url.startswith(site):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    page.goto(f"{site}/docs")
+    page.locator(".opblock-summary-path", has_text="/v1/chat/completions").first.wait_for(timeout=30_000)
+    page.locator(".opblock-summary-path", has_text="/api/search").first.click()
+    page.wait_for_selector("text=Request body")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-api-docs.png"))
+    assert not [u for u in refused if u.endswith((".js", ".css"))], refused
+    page.close()

@@ -64,6 +64,7 @@ def test_human_output_and_status(cli_env: str, docs: Path) -> None:
     res = runner.invoke(app, ["status"])
     assert res.exit_code == 0
     assert "all-MiniLM-L6-v2" in res.stdout and "384" in res.stdout
+    assert "512 chars, 51 overlap" in res.stdout and "|" not in res.stdout  # readable, not the fingerprint
     st = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
     assert st["documents"] == 4 and st["exists"] is True
     res = runner.invoke(app, ["documents", "--json"])
@@ -140,6 +141,90 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["status", "--uri", "http://127.0.0.1:9"])
     assert res.exit_code == 1
     assert "cannot reach Milvus at http://127.0.0.1:9" in res.output and "Traceback" not in res.output
+
+
+def test_bad_settings_are_one_line_errors(cli_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pydantic report, no pymilvus text: one line that names the setting or the file."""
+    monkeypatch.chdir(tmp_path)
+
+    def error(*args: str) -> str:
+        res = runner.invoke(app, list(args))
+        assert res.exit_code == 1, res.output
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "pydantic" not in lines[0], res.output
+        return lines[0]
+
+    assert "top_k (ASKDOCS_TOP_K): must be >= 1, got 0" in error("search", "-k", "0", "hi")
+    monkeypatch.setenv("ASKDOCS_TOP_K", "lots")
+    assert "top_k (ASKDOCS_TOP_K): must be a valid integer" in error("search", "hi")
+    monkeypatch.delenv("ASKDOCS_TOP_K")
+    assert "must be a Milvus Lite file ending in .db" in error("status", "--uri", "milvus.local")
+    (tmp_path / "askdocs.toml").write_text("top_k = \n")
+    assert error("search", "hi").startswith("error: askdocs.toml: not valid TOML")
+    (tmp_path / "askdocs.toml").write_text("topk = 3\n")
+    assert "askdocs.toml: unknown setting 'topk' (did you mean 'top_k'?)" in error("search", "hi")
+    (tmp_path / "askdocs.toml").unlink()
+    assert "does not exist yet" in error("documents")
+
+
+def test_version_help_defaults_and_any_case_modes(cli_env: str, docs: Path) -> None:
+    from importlib.metadata import version
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"askdocs {version('askdocs')}"
+    res = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
+    assert "[env: ASKDOCS_TOP_K] [default: 5]" in res.output and "[default: hybrid]" in res.output
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["search", "--mode", "BM25", "--json", "-k", "1", "HNSW graph"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["results"][0]["source"] == "guide/hnsw.md"
+    res = runner.invoke(app, ["documents"], env={"COLUMNS": "40"})  # a narrow terminal still shows whole paths
+    assert res.exit_code == 0 and "guide/hnsw.md" in res.output.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_ask_refuses_an_empty_collection_before_loading_an_llm(cli_env: str, docs: Path) -> None:
+    assert runner.invoke(app, ["ingest", str(docs / "notes.txt"), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["delete", "notes.txt"]).exit_code == 0
+    for backend in ("none", "vllm"):  # the refusal comes before any LLM is loaded (no GPU here for vllm)
+        res = runner.invoke(app, ["ask", "--llm-backend", backend, "what is HNSW?"])
+        assert res.exit_code == 1 and "is empty: there is nothing to answer from" in res.output, res.output
+
+
+def test_chat_on_a_terminal_has_line_editing_and_history(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    """A real pseudo-terminal: the up arrow brings the last question back, and the history outlives the session."""
+    import pty
+    import select
+    import time
+
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
+    env = {**os.environ, "ASKDOCS_CACHE": str(tmp_path / "cache"), "TERM": "xterm", "COLUMNS": "120"}
+
+    def session(keys: list[bytes]) -> str:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: askdocs chat on the terminal
+            os.execve(sys.executable, [sys.executable, "-m", "askdocs.cli", "chat", "--llm-backend", "none"], env)
+        out, deadline = b"", time.time() + 120
+        pending = list(keys)
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif pending and out.count(b"? ") > len(keys) - len(pending):  # at the prompt: type the next line
+                os.write(fd, pending.pop(0))
+        os.waitpid(pid, 0)
+        return out.decode(errors="replace")
+
+    first = session([b"HNSW graph parameters\r", b"\x1b[A\r", b"\r"])  # ask; recall it with the up arrow; end
+    assert first.count("guide/hnsw.md") >= 2, first  # the recalled question was asked again
+    assert (tmp_path / "cache" / "chat_history").read_text().strip().endswith("HNSW graph parameters")
+    second = session([b"\x1b[A\r", b"\r"])  # a new session remembers the last one's question
+    assert "guide/hnsw.md" in second, second
 
 
 def test_failed_file_names_print_escaped(cli_env: str, tmp_path: Path) -> None:

@@ -305,3 +305,25 @@ def test_cli_eval_answers_with_local_llm(cli_env: str, sample_copy: Path, tmp_pa
         got = [answerer.ask_many([q["question"]], max_tokens=32)[0] for q in qs]
     m = ev.answer_metrics(qs, got)
     assert len(m["latencies"]) == 2 and m["latency_p95"] >= m["latency_p50"] > 0
+
+
+def test_cli_eval_says_what_it_cannot_score(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
+    qs = tmp_path / "qs.jsonl"
+    records = [
+        {"id": "a", "question": "What does M mean in HNSW?", "gold_sources": ["guide/hnsw.md"]},
+        {"id": "b", "question": "How is it backed up?", "gold_sources": ["ops/backup.md", "ops/restore.md"]},
+    ]
+    qs.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = tmp_path / "r.html"
+    res = runner.invoke(app, ["eval", str(qs), "--report", str(report), "--answers", "--llm-backend", "none"])
+    assert res.exit_code == 0, res.output
+    assert "2 of 3 gold sources are not indexed (ops/backup.md, ops/restore.md)" in res.output
+    assert "--answers with --llm-backend none: there are no answers to score" in res.output
+    text = report.read_text(encoding="utf-8")
+    for cell in ("<td>collection</td><td>askdocs</td>", "<td>mode</td><td>hybrid</td>", "<td>k</td><td>10</td>"):
+        assert cell in text
+    assert "<td>date</td><td>20" in text and "all-MiniLM-L6-v2" in text
+    assert "ops/backup.md (not indexed), ops/restore.md (not indexed)" in text
+    assert "guide/hnsw.md (not indexed)" not in text
+    assert "<details>" not in text and "<details open>" in text  # every line visible

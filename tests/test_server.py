@@ -222,6 +222,31 @@ def test_upload_then_search_then_delete(http: httpx.Client) -> None:
     assert hits[0]["source"] != "zorb notes.md"
 
 
+def test_one_bad_file_does_not_reject_the_upload(http: httpx.Client, tmp_path: Path) -> None:
+    from office_files import make_docx
+
+    docx = make_docx(tmp_path / "guide.docx").read_bytes()
+    files = [
+        ("files", ("tool.exe", b"MZ...", "application/octet-stream")),
+        ("files", ("hnsw guide.docx", docx, "application/vnd.openxmlformats-officedocument.wordprocessingml.document")),
+        ("files", ("too big.md", b"x" * 200_001, "text/markdown")),
+    ]
+    r = http.post("/api/ingest", files=files)
+    assert r.status_code == 202, r.text
+    refused = {f["path"]: f["reason"] for f in r.json()["rejected"]}
+    assert refused.keys() == {"tool.exe", "too big.md"}
+    assert "unsupported type .exe" in refused["tool.exe"] and "larger than" in refused["too big.md"]
+    job = wait_job(http, r.json()["job"])
+    assert job["state"] == "done" and job["files_done"] == 1 and job["report"]["added"] == 1
+    assert [f["path"] for f in job["rejected"]] == ["tool.exe", "too big.md"]
+    docs = {d["source"]: d for d in http.get("/api/documents").json()["documents"]}
+    assert docs["hnsw guide.docx"]["title"] == "Vector Index Guide"
+    query = "HNSW builds a layered proximity graph for approximate nearest neighbour search"
+    hits = http.post("/api/search", json={"query": query, "k": 5}).json()["results"]
+    assert "hnsw guide.docx" in [h["source"] for h in hits]
+    assert http.delete("/api/documents/hnsw%20guide.docx").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("files", "status", "message"),
     [
@@ -353,3 +378,159 @@ def test_errors_carry_their_status(settings: Settings, embedder, local_llm, tmp_
     with pytest.raises(GeneratorUnavailableError, match="cannot reach the LLM server") as err:
         OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", timeout=2)
     assert err.value.status == 503
+
+
+# --------------------------------------------------------------------------- what OpenAI clients see
+
+
+def _no_footer() -> dict:
+    return {"askdocs": {"sources_footer": False}}
+
+
+def test_sources_footer_in_the_content_streamed_or_not(openai_client) -> None:
+    q = [{"role": "user", "content": QUESTION}]
+    r = openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=12)
+    content = r.choices[0].message.content
+    answer, _, footer = content.partition("\n\nSources:\n")
+    assert answer.strip() and footer, content
+    by_n = {s["n"]: s for s in r.model_extra["sources"]}  # the structured field stays
+    lines = footer.splitlines()
+    for line in lines:
+        n = int(line[1 : line.index("]")])
+        s = by_n[n]
+        assert line == f"[{n}] {s['source']}" + (f" › {s['section']}" if s["section"] else "")
+    shown = [by_n[int(line[1 : line.index("]")])]["score"] for line in lines]
+    assert shown == sorted(shown, reverse=True), "best first"
+
+    chunks = list(openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=12, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == content  # greedy decoding: the same answer, and the same footer as its last piece
+
+    plain = openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=12, extra_body=_no_footer())
+    assert plain.choices[0].message.content == answer and "Sources:" not in plain.choices[0].message.content
+
+
+# Open WebUI's DEFAULT_TITLE_GENERATION_PROMPT_TEMPLATE (backend/open_webui/config.py), filled in as it sends it
+OPEN_WEBUI_TITLE = """### Task:
+Generate a concise, 3-5 word title with an emoji summarizing the chat history.
+### Guidelines:
+- The title should clearly represent the main theme or subject of the conversation.
+- Use emojis that enhance understanding of the topic, but avoid quotation marks or special formatting.
+- Write the title in the chat's primary language; default to English if multilingual.
+- Prioritize accuracy over excessive creativity; keep it clear and simple.
+### Output:
+JSON format: { "title": "your concise title here" }
+### Examples:
+- { "title": "📉 Stock Market Trends" },
+- { "title": "🍪 Perfect Chocolate Chip Recipe" }
+### Chat History:
+<chat_history>
+USER: What do the parameters of HNSW mean?
+ASSISTANT: M is the maximum degree of a node and efConstruction the search range while building [3].
+</chat_history>"""
+
+OPEN_WEBUI_FOLLOW_UPS = """### Task:
+Suggest 3-5 relevant follow-up questions or prompts that the user might naturally ask next in this conversation \
+as a **user**, based on the chat history, to help continue or deepen the discussion.
+### Guidelines:
+- Write all follow-up questions from the user's point of view, directed to the assistant.
+### Output:
+JSON format: { "follow_ups": ["Question 1?", "Question 2?", "Question 3?"] }
+### Chat History:
+<chat_history>
+USER: What do the parameters of HNSW mean?
+</chat_history>"""
+
+
+def _searches(http: httpx.Client) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith('askdocs_stage_seconds_count{stage="search"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_open_webui_task_prompts_skip_retrieval(http: httpx.Client, openai_client) -> None:
+    from askdocs.server.tasks import client_task
+
+    assert client_task(OPEN_WEBUI_TITLE) == "title" and client_task(OPEN_WEBUI_FOLLOW_UPS) == "follow_ups"
+    assert client_task(QUESTION) is None and client_task("### Task: no history here") is None
+    before = _searches(http)
+    r = openai_client.chat.completions.create(
+        model="askdocs", messages=[{"role": "user", "content": OPEN_WEBUI_TITLE}], max_tokens=16
+    )
+    assert r.model_extra["askdocs_task"] == "title" and "sources" not in r.model_extra
+    assert r.choices[0].message.content and "Sources:" not in r.choices[0].message.content
+    chunks = list(
+        openai_client.chat.completions.create(
+            model="askdocs", messages=[{"role": "user", "content": OPEN_WEBUI_FOLLOW_UPS}], max_tokens=8, stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    assert _searches(http) == before, "a task prompt must not search the documents"
+    openai_client.chat.completions.create(model="askdocs", messages=[{"role": "user", "content": QUESTION}])
+    assert _searches(http) == before + 1
+
+
+def test_openai_compatibility_models_refusals_and_stop(openai_client) -> None:
+    import openai
+
+    assert openai_client.models.retrieve("askdocs").id == "askdocs"
+    with pytest.raises(openai.NotFoundError, match="no collection 'nope'"):
+        openai_client.models.retrieve("nope")
+    q = [{"role": "user", "content": QUESTION}]
+    for extra, why in [
+        ({"n": 2}, "n=2 is not supported"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools are not supported"),
+        ({"response_format": {"type": "json_object"}}, "response_format 'json_object' is not supported"),
+    ]:
+        with pytest.raises(openai.BadRequestError, match=why):
+            openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=4, **extra)
+    whole = openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=16, extra_body=_no_footer())
+    text = whole.choices[0].message.content
+    words = text.split()
+    assert len(words) >= 4, text
+    stop = words[len(words) // 2]
+    expected = text[: text.index(stop)].strip()
+    cut = openai_client.chat.completions.create(
+        model="askdocs", messages=q, max_tokens=16, stop=[stop], extra_body=_no_footer()
+    )
+    assert cut.choices[0].message.content == expected and cut.choices[0].finish_reason == "stop"
+    chunks = openai_client.chat.completions.create(
+        model="askdocs", messages=q, max_tokens=16, stop=stop, stream=True, extra_body=_no_footer()
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == expected
+
+
+def test_no_llm_backend_returns_the_passages_as_content(corpus: Path, embedder, tmp_path: Path) -> None:
+    import openai
+
+    from askdocs import Index
+    from askdocs.generate.none import NoGenerator
+
+    s = Settings(milvus_uri=str(tmp_path / "none.db"), top_k=2)
+    with Index(s, embedder=embedder) as ix:
+        ix.ingest(corpus / "reference")
+    with Running(create_app(s, generator=NoGenerator(), embedder=embedder), free_port()) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", timeout=120)
+        r = client.chat.completions.create(model="askdocs", messages=[{"role": "user", "content": QUESTION}])
+    content = r.choices[0].message.content
+    sources = r.model_extra["sources"]
+    assert len(sources) == 2 and "Sources:" not in content
+    best = max(sources, key=lambda x: x["score"])
+    assert content.startswith(f"[{best['n']}] {best['source']}")
+    assert all(x["text"].strip() in content for x in sources)
+
+
+def test_search_refuses_filter_by_name_and_rest_bodies_are_documented(http: httpx.Client) -> None:
+    r = http.post("/api/search", json={"query": "HNSW", "filter": 'source like "reference/%"'})
+    assert r.status_code in (400, 422) and "'filter' (a Milvus expression) is not accepted" in r.text
+    r = http.post(
+        "/api/search", json={"query": "HNSW", "filters": [{"field": "source", "op": "prefix", "value": "getstarted/"}]}
+    )
+    assert r.status_code == 200 and {h["source"].split("/")[0] for h in r.json()["results"]} == {"getstarted"}
+    spec = http.get("/openapi.json").json()
+    body = spec["paths"]["/api/ingest"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(body)
+    for path in ("/api/search", "/api/ask", "/v1/chat/completions"):
+        assert "$ref" in str(spec["paths"][path]["post"]["requestBody"]), path
+    assert {"stop", "n", "tools", "response_format"} <= set(spec["components"]["schemas"]["ChatRequest"]["properties"])

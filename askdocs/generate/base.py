@@ -26,6 +26,46 @@ class SamplingParams:
     top_p: float = 0.95
     max_tokens: int = 512
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (OpenAI's ``stop``)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the first stop string, and whether one was found.
+
+    Engines that stop on strings (transformers' ``stop_strings``) keep the matched string in their
+    output; OpenAI's ``stop`` leaves it out, so askdocs cuts it off the same way for every backend.
+    """
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class StopStream:
+    """Cuts a stream of pieces at the first stop string, holding back only what could still begin one."""
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self.stop = [s for s in stop if s]
+        self.hold = max((len(s) for s in self.stop), default=1) - 1
+        self.buffer = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The part of ``piece`` (with what was held back) that is safe to show now."""
+        if self.stopped:
+            return ""
+        if not self.stop:
+            return piece
+        self.buffer += piece
+        text, self.stopped = cut_at_stop(self.buffer, self.stop)
+        if self.stopped:
+            self.buffer = ""
+            return text
+        safe = len(self.buffer) - self.hold
+        out, self.buffer = (self.buffer[:safe], self.buffer[safe:]) if safe > 0 else ("", self.buffer)
+        return out
+
+    def flush(self) -> str:
+        out, self.buffer = ("" if self.stopped else self.buffer), ""
+        return out
 
 
 @dataclass

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from askdocs.config import cache_dir
 from askdocs.errors import AskdocsError
-from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
+from askdocs.generate.base import (
+    BaseGenerator,
+    Generation,
+    Message,
+    SamplingParams,
+    StopStream,
+    TokenStream,
+    cut_at_stop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +160,8 @@ class LocalGenerator(BaseGenerator):
             "pad_token_id": self.tokenizer.pad_token_id,
             "repetition_penalty": self.repetition_penalty,
         }
+        if params.stop:  # transformers ends the row on these; the text is cut before them below
+            kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if self.no_repeat_ngram_size:
             kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if params.temperature > 0:
@@ -193,11 +203,11 @@ class LocalGenerator(BaseGenerator):
             while new and new[-1] in eos:
                 new.pop()
             finished = len(row) - width < params.max_tokens or (row[-1].item() in eos)
-            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-            reason = "stop" if finished else "length"
+            text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), params.stop)
+            reason = "stop" if finished or stopped else "length"
             if cancelled is not None and cancelled[len(gens)].is_set():
                 reason = "cancelled"
-            gens.append(Generation(text, len(prompt), len(new), reason))
+            gens.append(Generation(text.strip(), len(prompt), len(new), reason))
         return gens
 
     def stream(self, messages: Sequence[Message], params: SamplingParams) -> TokenStream:
@@ -233,16 +243,22 @@ class LocalGenerator(BaseGenerator):
             worker.start()
             parts: list[str] = []
             first = True
-            for piece in streamer:
+            stops = StopStream(params.stop)
+            for raw in streamer:
                 if first:
-                    piece, first = piece.lstrip(), False
+                    raw, first = raw.lstrip(), False
+                piece = stops.feed(raw)
                 if piece:
                     parts.append(piece)
                     yield piece
+            if tail := stops.flush():
+                parts.append(tail)
+                yield tail
             worker.join()
             if error:
                 raise error[0]
             n = counted.get("completion", 0)
-            ts.result = Generation("".join(parts).strip(), len(ids), n, "length" if n >= params.max_tokens else "stop")
+            cut = "length" if n >= params.max_tokens and not stops.stopped else "stop"
+            ts.result = Generation("".join(parts).strip(), len(ids), n, cut)
 
         return TokenStream(pieces)

@@ -106,6 +106,8 @@ class OpenAIGenerator(BaseGenerator):
         }
         if params.seed is not None:
             kw["seed"] = params.seed
+        if params.stop:
+            kw["stop"] = list(params.stop)
         return kw
 
     def _one(self, messages: Sequence[Message], params: SamplingParams) -> Generation:

@@ -144,6 +144,7 @@ class VLLMGenerator(BaseGenerator):
             top_p=params.top_p,
             max_tokens=params.max_tokens,
             seed=params.seed,
+            stop=list(params.stop) or None,
             **extra,
         )
 

@@ -7,11 +7,10 @@ so a route raises what went wrong and never picks a status for it.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -26,7 +25,7 @@ from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError
 from askdocs.generate import Generator
 from askdocs.server.embeddings_api import router as embeddings_router
-from askdocs.server.guards import RequestLimits, public
+from askdocs.server.guards import RequestLimits, key_ok, public
 from askdocs.server.openai_api import router as openai_router
 from askdocs.server.rest_api import router as rest_router
 from askdocs.server.service import Service, get_service
@@ -99,11 +98,7 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
 def _require_key(request: Request) -> None:
     """With ``api_key`` set, ``Authorization: Bearer KEY`` (compared in constant time)."""
-    key = request.app.state.settings.api_key
-    if not key:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+    if not key_ok(request.headers.get("authorization", ""), request.app.state.settings):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -117,10 +112,13 @@ async def _measure(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = getattr(request.scope.get("route"), "path", "other")
     s: Service | None = getattr(request.app.state, "service", None)
+    seconds = time.perf_counter() - t0
     if s is not None:
         method = request.method if request.method in _METHODS else "other"
         s.metrics.requests.labels(path, method, str(response.status_code)).inc()
-        s.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+        s.metrics.latency.labels(path).observe(seconds)
+    # the request log (`askdocs serve` shows askdocs's INFO lines); a stream's time is to its first byte
+    log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, seconds)
     return response
 
 
@@ -153,7 +151,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = await run_in_threadpool(Service, settings, generator, embedder)
-        yield
+        if settings.watch:
+            app.state.service.start_watch(settings.watch)
+        async with mcp[1]() if mcp is not None else nullcontext():
+            yield
         service, app.state.service = app.state.service, None
         service.close()
 
@@ -162,9 +163,16 @@ def create_app(
         version="0.1.0",
         description="Answers from your own documents, with sources.  OpenAI-compatible at /v1.",
         lifespan=lifespan,
+        docs_url=None,  # served by askdocs.server.web from vendored files: FastAPI's loads a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = None
+    mcp = None
+    if settings.mcp:  # MCP tools over streamable HTTP, calling this app's Service
+        from askdocs.server.mcp_http import mcp_route
+
+        mcp = mcp_route(settings, app.state)
     _install_error_handlers(app, settings)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -187,6 +195,8 @@ def create_app(
     app.include_router(openai_router, dependencies=auth)
     app.include_router(embeddings_router, dependencies=auth)
     app.include_router(rest_router, dependencies=auth)
+    if mcp is not None:
+        app.router.routes.append(mcp[0])
     app.include_router(web_router)
     mount_static(app)
     return app

@@ -9,6 +9,7 @@ included, inside the operator's ``ingest_roots``; and server paths outside those
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import uuid
@@ -20,8 +21,12 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from askdocs.config import Settings
+from askdocs.load import FORMATS
 
-UPLOAD_SUFFIXES = {".md", ".markdown", ".mdx", ".txt", ".text", ".rst", ".html", ".htm", ".pdf"}
+#: Every format ingest reads (askdocs.load.FORMATS), so the web page takes what the CLI takes.
+UPLOAD_SUFFIXES = set(FORMATS)
+#: Formats whose files are binary by nature (zip containers, PDF): the "binary in a text file" check skips them.
+BINARY_SUFFIXES = {".pdf", ".docx", ".pptx", ".xlsx", ".epub"}
 UPLOAD_TYPES = {
     "",
     "application/octet-stream",
@@ -33,7 +38,25 @@ UPLOAD_TYPES = {
     "text/html",
     "text/x-rst",
     "text/prs.fallenstein.rst",
+    "text/csv",
+    "application/csv",
+    "application/vnd.ms-excel",  # what Windows browsers send for .csv
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/epub+zip",
+    "application/zip",
+    "application/x-zip-compressed",
 }
+
+
+class Rejected(Exception):
+    """One upload refused (the others in the same request still go ahead)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 _ABS_PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+[\w.@+-]*")
 _SAFE_NAME = re.compile(r"[^\w.\- ]+", re.UNICODE)
@@ -160,6 +183,14 @@ def public_report(report: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return report
 
 
+def key_ok(authorization: str, settings: Settings) -> bool:
+    """``Authorization: Bearer KEY`` matches the server's ``api_key`` (constant time), or no key is set."""
+    if not settings.api_key:
+        return True
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), settings.api_key.encode())
+
+
 def _within(path: Path, roots: Sequence[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
@@ -212,20 +243,26 @@ def _confine_one(raw: str, shown: str, real_roots: Sequence[Path]) -> str:
 def _check_upload(name: str, content_type: str | None, data: bytes, settings: Settings) -> None:
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise HTTPException(415, f"{name}: unsupported type; send {', '.join(sorted(UPLOAD_SUFFIXES))}")
+        kind = suffix or "(no extension)"
+        raise Rejected(415, f"{name}: unsupported type {kind}; send {', '.join(sorted(UPLOAD_SUFFIXES))}")
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype not in UPLOAD_TYPES:
-        raise HTTPException(415, f"{name}: content type {ctype!r} is not a document type")
+        raise Rejected(415, f"{name}: content type {ctype!r} is not a document type")
     if len(data) > settings.max_upload_bytes:
-        raise HTTPException(413, f"{name}: larger than {settings.max_upload_bytes} bytes")
+        raise Rejected(413, f"{name}: larger than {settings.max_upload_bytes} bytes")
     if suffix == ".pdf" and not data.startswith(b"%PDF"):
-        raise HTTPException(415, f"{name}: not a PDF file")
-    if suffix != ".pdf" and b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise HTTPException(415, f"{name}: binary content in a text document")
+        raise Rejected(415, f"{name}: not a PDF file")
+    if suffix not in BINARY_SUFFIXES and b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise Rejected(415, f"{name}: binary content in a text document")
 
 
-async def save_uploads(files: Sequence[Any], settings: Settings) -> list[str]:
-    """Check names, types and sizes, then write each upload whole or not at all."""
+async def save_uploads(files: Sequence[Any], settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
+    """Check each upload's name, type and size, and write the good ones whole or not at all.
+
+    Returns the paths written and the uploads refused (``{"path", "reason", "status"}``): one bad file
+    does not cost the others their upload.  Only when every file is refused is the request an error,
+    with the first refusal's status.
+    """
     if not files:
         raise HTTPException(400, "no files: send one or more 'files' fields")
     if len(files) > settings.max_upload_files:
@@ -233,17 +270,24 @@ async def save_uploads(files: Sequence[Any], settings: Settings) -> list[str]:
     folder = settings.upload_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
+    rejected: list[dict[str, Any]] = []
     for f in files:
         name = _SAFE_NAME.sub("_", Path(f.filename or "").name).strip(" .")
-        if not name:
-            raise HTTPException(400, f"invalid file name {(f.filename or '')[:80]!r}")
-        if len(name.encode()) > 255:  # NAME_MAX: the file could not be created
-            raise HTTPException(400, f"file name longer than 255 bytes: {name[:60]!r}...")
-        data = await f.read(settings.max_upload_bytes + 1)
-        _check_upload(name, f.content_type, data, settings)
+        try:
+            if not name:
+                raise Rejected(400, f"invalid file name {(f.filename or '')[:80]!r}")
+            if len(name.encode()) > 255:  # NAME_MAX: the file could not be created
+                raise Rejected(400, f"file name longer than 255 bytes: {name[:60]!r}...")
+            data = await f.read(settings.max_upload_bytes + 1)
+            _check_upload(name, f.content_type, data, settings)
+        except Rejected as r:
+            rejected.append({"path": (name or str(f.filename))[:255], "reason": str(r), "status": r.status})
+            continue
         target = folder / name
         tmp = folder / f".upload-{uuid.uuid4().hex}.part"  # not named after the upload: stays under NAME_MAX
         tmp.write_bytes(data)
         os.replace(tmp, target)
         written.append(str(target))
-    return written
+    if not written:
+        raise HTTPException(rejected[0]["status"], "; ".join(r["reason"] for r in rejected))
+    return written, rejected

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
@@ -79,11 +79,34 @@ class RetrievalOptions(BaseModel):
         description='Conditions joined with "and", e.g. [{"field": "source", "op": "prefix", "value": "faq/"}].',
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_expression(cls, data: Any) -> Any:
+        """The CLI's ``--filter`` takes a Milvus expression; over HTTP that would let clients write queries,
+        so a ``filter`` field is refused by name instead of being dropped in silence."""
+        if isinstance(data, dict) and "filter" in data:
+            raise ValueError(
+                "'filter' (a Milvus expression) is not accepted over HTTP; send 'filters': "
+                '[{"field": "source", "op": "prefix", "value": "faq/"}]'
+            )
+        return data
+
     def search_options(self) -> SearchOptions:
         return SearchOptions(k=self.k, mode=self.mode, filter=filter_expression(self.filters))
 
 
+class ChatOptions(RetrievalOptions):
+    """The ``askdocs`` extension field of a chat completion request."""
+
+    sources_footer: bool | None = Field(
+        None, description="Append a 'Sources' footer to the message content (default: the server's sources_footer)."
+    )
+
+
 class ChatRequest(BaseModel):
+    """An OpenAI chat completion request.  Fields askdocs cannot honour (``n>1``, ``tools``, a JSON
+    ``response_format``) are refused with a 400 naming them rather than silently ignored."""
+
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -92,7 +115,28 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
-    askdocs: RetrievalOptions | None = Field(None, description="askdocs extension: retrieval options.")
+    n: int | None = Field(None, ge=1, description="Only 1: askdocs writes one answer per request.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 strings; the answer ends before the first.")
+    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: refused when non-empty.")
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = Field(None, description='Only {"type": "text"}.')
+    askdocs: ChatOptions | None = Field(None, description="askdocs extension: retrieval options and the footer.")
+
+    def unsupported(self) -> str | None:
+        """Why this request cannot be honoured as asked, or None."""
+        if self.n is not None and self.n > 1:
+            return f"n={self.n} is not supported: askdocs writes one answer per request (leave n out or set it to 1)"
+        if self.tools:
+            return "tools are not supported: askdocs answers from its documents and calls no tools"
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            return f"response_format {kind!r} is not supported: answers are text with [n] citations"
+        if len(self.stops()) > 4:
+            return "stop takes at most 4 strings"
+        return None
+
+    def stops(self) -> list[str]:
+        return [s for s in ([self.stop] if isinstance(self.stop, str) else self.stop or []) if s]
 
 
 class AskRequest(RetrievalOptions):
@@ -172,9 +216,47 @@ def finish_reason(a: Answer) -> str:
     return "length" if a.finish_reason == "length" else "stop"
 
 
-def completion(rid: str, created: int, model: str, answer: Answer) -> dict[str, Any]:
+def _where(c: Any) -> str:
+    return c.source + (f" › {c.section}" if c.section else "")
+
+
+def sources_footer(answer: Answer) -> str:
+    """``Sources`` under the answer, for clients that show only the message content (Open WebUI, LangChain).
+
+    The cited passages (all of them when the answer cites none), best first, each as ``[n] path › section``
+    with the ``[n]`` the answer's text uses; one line per document section.
+    """
+    cited = {c.n for c in answer.citations}
+    shown = [c for c in answer.contexts if c.n in cited] or list(answer.contexts)
+    lines, seen = [], set()
+    for c in sorted(shown, key=lambda c: -c.score):
+        if _where(c) not in seen:
+            seen.add(_where(c))
+            lines.append(f"[{c.n}] {_where(c)}")
+    return "\n\nSources:\n" + "\n".join(lines) if lines else ""
+
+
+def passages_text(answer: Answer) -> str:
+    """The message content when there is no LLM (``--llm-backend none``): the passages, best first."""
+    parts = [f"[{c.n}] {_where(c)}\n\n{c.text.strip()}" for c in sorted(answer.contexts, key=lambda c: -c.score)]
+    return "\n\n---\n\n".join(parts) if parts else "No passages found."
+
+
+def extra_content(answer: Answer, *, footer: bool, no_llm: bool) -> str:
+    """What askdocs adds after the generated text in ``message.content``.
+
+    Nothing after a refusal: listing sources under "the documents do not contain the answer" would
+    read as if they held it."""
+    if answer.refused:
+        return ""
+    if no_llm:
+        return passages_text(answer)
+    return sources_footer(answer) if footer else ""
+
+
+def completion(rid: str, created: int, model: str, answer: Answer, extra: str = "") -> dict[str, Any]:
     """A whole ``chat.completion``, with askdocs's ``sources`` beside the choices."""
-    message = {"role": "assistant", "content": answer.answer}
+    message = {"role": "assistant", "content": answer.answer + extra}
     return {
         "id": rid,
         "object": "chat.completion",
@@ -202,8 +284,9 @@ class StreamFormat(Protocol):
 class OpenAIChunks:
     """``chat.completion.chunk`` objects; the sources and usage ride on the last one, then ``[DONE]``."""
 
-    def __init__(self, rid: str, created: int, model: str) -> None:
+    def __init__(self, rid: str, created: int, model: str, extra: Callable[[Answer], str] | None = None) -> None:
         self.rid, self.created, self.model = rid, created, model
+        self.extra = extra  # content appended after the answer (the footer), as one more piece
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> Event:
         body = {
@@ -223,6 +306,7 @@ class OpenAIChunks:
         return self._chunk({"content": text})
 
     def done(self, answer: Answer) -> list[Event]:
+        extra = self.extra(answer) if self.extra else ""
         last = self._chunk(
             {},
             finish_reason(answer),
@@ -230,7 +314,7 @@ class OpenAIChunks:
             sentences=[c.to_dict() for c in answer.sentences],
             usage=usage(answer),
         )
-        return [last, {"data": "[DONE]"}]
+        return [*([self.piece(extra)] if extra else []), last, {"data": "[DONE]"}]
 
     def error(self, message: str) -> Event:
         return {"data": json.dumps({"error": {"message": message, "type": "askdocs_error"}})}

@@ -68,9 +68,30 @@ async def delete_document(source: str, s: Service = Depends(get_service)) -> dic
     return {"deleted": source, "chunks": n}
 
 
-@router.post("/ingest", status_code=202)
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["files"],
+                }
+            },
+            "application/json": {"schema": PathsRequest.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post("/ingest", status_code=202, openapi_extra=_INGEST_BODY)
 async def ingest(request: Request, s: Service = Depends(get_service)) -> dict[str, Any]:
-    """Multipart upload (``files`` fields), or JSON ``{"paths": [...]}`` inside the operator's roots."""
+    """Multipart upload (``files`` fields), or JSON ``{"paths": [...]}`` inside the operator's roots.
+
+    Uploads that cannot be ingested (unsupported type, too large, ...) are listed in ``rejected``
+    (here and in the job) while the rest are ingested; only an upload of nothing but such files fails.
+    """
     settings = s.settings
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
@@ -79,13 +100,15 @@ async def ingest(request: Request, s: Service = Depends(get_service)) -> dict[st
         except (ValueError, json.JSONDecodeError) as e:
             raise HTTPException(400, f"invalid body: {str(e).splitlines()[0]}") from None
         paths = confine(body.paths, settings.ingest_roots)
+        rejected: list[dict[str, Any]] = []
     elif ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=settings.max_upload_files + 1, max_fields=settings.max_form_fields)
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile) or hasattr(f, "filename")]
-        paths = await save_uploads(files, settings)
+        paths, rejected = await save_uploads(files, settings)
     else:
         raise HTTPException(415, "send multipart/form-data with 'files', or JSON {\"paths\": [...]}")
-    return {"job": s.start_ingest(paths).id}
+    job = s.start_ingest(paths, rejected)
+    return {"job": job.id, "rejected": job.rejected}
 
 
 @router.get("/jobs/{job_id}")

@@ -129,6 +129,7 @@ class Job:
     files_done: int = 0
     chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # uploads refused before ingest
     report: dict[str, Any] | None = None
     error: str | None = None
 
@@ -153,6 +154,7 @@ class Job:
             "files_done": self.files_done,
             "chunks": self.chunks,
             "failures": self.failures,
+            "rejected": self.rejected,
         }
         if self.report is not None:
             out["report"] = self.report
@@ -217,6 +219,8 @@ class Service:
         self.jobs: dict[str, Job] = {}
         self.ingest_lock = threading.Lock()  # one writer: Milvus Lite has a single writer anyway
         self.metrics = Metrics()
+        self._stop = threading.Event()  # ends the --watch thread
+        self._watcher: threading.Thread | None = None
         # Backpressure: at most max_pending_answers answers queued or generating; the rest are told to
         # retry (with 20 clients and no bound, 15 waited over 420 s on the CPU model).
         self.in_flight = 0
@@ -380,8 +384,8 @@ class Service:
         with self.ingest_lock, self.locks[self.settings.collection]:
             return self.index.delete(source)
 
-    def start_ingest(self, paths: list[str]) -> Job:
-        job = Job(uuid.uuid4().hex[:12])
+    def start_ingest(self, paths: list[str], rejected: Sequence[dict[str, Any]] = ()) -> Job:
+        job = Job(uuid.uuid4().hex[:12], rejected=[{"path": r["path"], "reason": r["reason"]} for r in rejected])
         self.jobs[job.id] = job
         threading.Thread(target=self._ingest, args=(job, paths), name=f"askdocs-ingest-{job.id}", daemon=True).start()
         return job
@@ -389,17 +393,45 @@ class Service:
     def _ingest(self, job: Job, paths: list[str]) -> None:
         with self.ingest_lock:
             job.state = "running"
+            log.info("ingest job %s: %d path(s), %d upload(s) refused", job.id, len(paths), len(job.rejected))
             try:
                 report = self.index.ingest(*paths, progress=job)
                 job.report = public_report(report.to_dict(), self.settings)
                 job.state = "done"
+                log.info("ingest job %s done: %s", job.id, report.summary())
             except AskdocsError as e:
                 job.error, job.state = str(e), "failed"
             except Exception as e:  # reported to the client without internals
                 log.exception("ingest job %s failed", job.id)
                 job.error, job.state = f"ingest failed: {type(e).__name__}", "failed"
 
+    def start_watch(self, folders: Sequence[Path]) -> None:
+        """Keep ``folders`` in sync while the server runs (``serve --watch``): the server is the one writer.
+
+        A Milvus Lite file takes one process at a time, so a separate ``ingest --watch`` cannot run beside
+        ``serve``; here each sync takes the ingest lock like an upload job does.
+        """
+        from askdocs.watch import watch_and_sync
+
+        def logged(report: Any, changes: set[Any]) -> None:
+            cause = f" after {len(changes)} change(s)" if changes else " (start-up)"
+            log.info("watch sync%s: %s", cause, report.summary())
+
+        def run() -> None:
+            try:
+                watch_and_sync(
+                    self.index, [str(f) for f in folders], on_sync=logged, stop_event=self._stop, lock=self.ingest_lock
+                )
+            except Exception:  # the server keeps answering; the log says why the folder is no longer watched
+                log.exception("watching %s stopped", ", ".join(map(str, folders)))
+
+        self._watcher = threading.Thread(target=run, name="askdocs-watch", daemon=True)
+        self._watcher.start()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
         for ts in list(self.streams):  # shutdown (SIGTERM): running answers stop at their next token
             ts.cancel()
         if self.batcher is not None:

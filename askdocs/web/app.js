@@ -1,5 +1,6 @@
-// askdocs web page: plain JS, no dependencies.  Text from documents and answers is only ever set with
-// textContent or text nodes, never parsed as HTML.
+// askdocs web page: plain JS; marked and DOMPurify are vendored beside it.  Text from documents is only
+// ever set with textContent or text nodes; answers are Markdown, rendered with raw HTML escaped and
+// sanitised by DOMPurify (see AnswerWriter).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -118,68 +119,84 @@ function citeButton(marker, ctx) {
   return b;
 }
 
-// Writes an answer into a node as it streams: text stays text, complete "[n]" markers of known
-// passages become buttons at once, a marker cut between two pieces waits for the next one.
+// Answers are Markdown (lists, code, tables): marked renders them, with any raw HTML in the answer
+// escaped to text, and DOMPurify sanitises the result before it reaches the page.  Then complete
+// "[n]" markers of known passages, outside code, become buttons.  While the answer streams, the whole
+// text so far is rendered again at most once per frame, so a marker cut between two pieces is
+// complete on the next render.
+const escapeHtml = (t) => t.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const md = new marked.Marked({ gfm: true, breaks: false });
+md.use({ renderer: { html: (token) => escapeHtml(token.text || token.raw || "") } });
+
+function renderMarkdown(text) {
+  return DOMPurify.sanitize(md.parse(text), { USE_PROFILES: { html: true }, FORBID_TAGS: ["img", "style", "form", "input"] });
+}
+
 class AnswerWriter {
-  constructor(node) { this.node = node; this.byN = new Map(); this.tail = ""; }
-  setContexts(contexts) { this.byN = new Map(contexts.map((c) => [c.n, c])); }
-  write(piece) {
-    let buf = this.tail + piece;
-    const re = /\[(\d{1,3})\]/g;
-    let last = 0;
-    for (const m of buf.matchAll(re)) {
-      const ctx = this.byN.get(Number(m[1]));
-      if (!ctx) continue;
-      this.node.append(buf.slice(last, m.index), citeButton(m[0], ctx));
-      last = m.index + m[0].length;
-    }
-    buf = buf.slice(last);
-    const open = buf.search(/\[\d{0,3}$/);  // a marker that may still be completed
-    this.tail = open >= 0 ? buf.slice(open) : "";
-    const ready = open >= 0 ? buf.slice(0, open) : buf;
-    if (ready) this.node.append(ready);
+  constructor(node) { this.node = node; this.byN = new Map(); this.text = ""; this.frame = 0; this.unsupported = []; }
+  setContexts(contexts) { this.byN = new Map(contexts.map((c) => [c.n, c])); this.schedule(); }
+  write(piece) { this.text += piece; this.schedule(); }
+  schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
   }
   // Sentences the server found unsupported by the passage they cite (askdocs.support) are dimmed and
-  // marked; the rest of the answer is written as before.  A sentence not found verbatim stays plain.
+  // marked after each render of the Markdown; a sentence not found in one block of the page stays plain.
   markUnsupported(fullText, sentences) {
-    if (!(sentences || []).some((s) => s.supported === false)) return;
-    const parts = [];
-    let at = 0;
-    for (const s of sentences) {
-      const i = s.text ? fullText.indexOf(s.text, at) : -1;
-      if (i < 0) continue;
-      parts.push([fullText.slice(at, i), null], [s.text, s]);
-      at = i + s.text.length;
-    }
-    parts.push([fullText.slice(at), null]);
-    this.node.replaceChildren();
-    for (const [text, s] of parts) {
-      if (!text) continue;
-      if (!s || s.supported !== false) { this.write(text); continue; }
+    this.unsupported = (sentences || []).filter((s) => s.supported === false && s.text);
+    if (this.unsupported.length) this.render();
+  }
+  wrapSentence(s) {
+    for (const block of this.node.querySelectorAll("p, li, td, th, blockquote, h1, h2, h3, h4, h5, h6")) {
+      if (block.querySelector("p, li, blockquote")) continue;  // the innermost block holds the sentence
+      const texts = [];
+      let all = "";
+      const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+      while (walker.nextNode()) { texts.push([walker.currentNode, all.length]); all += walker.currentNode.data; }
+      let needle = s.text.trim();
+      let i = all.indexOf(needle);
+      if (i < 0) { needle = needle.replace(/\*\*|__|`/g, ""); i = all.indexOf(needle); }  // Markdown emphasis/code rendered
+      if (i < 0 || !needle) continue;
+      const j = i + needle.length;
+      const start = texts.find(([n, off]) => i >= off && i < off + n.data.length);
+      const end = texts.find(([n, off]) => j > off && j <= off + n.data.length);
+      const range = document.createRange();
+      range.setStart(start[0], i - start[1]);
+      range.setEnd(end[0], j - end[1]);
       const span = el("span", { className: "unsupported", title: `Not supported by the cited passage: ${s.reason || ""}` });
       span.append(el("span", { className: "marker", textContent: "✗ " }));
       span.setAttribute("aria-label", "unsupported sentence");
-      const inner = new AnswerWriter(span);
-      inner.byN = this.byN;
-      inner.write(text);
-      if (inner.tail) span.append(inner.tail);
-      this.node.append(span);
+      span.append(range.extractContents());  // citation buttons inside move along, handlers kept
+      range.insertNode(span);
+      return;
     }
-    if (this.tail) this.node.append(this.tail);
-    this.tail = "";
   }
   finish(fullText) {
-    // the final answer is authoritative (the server may trim it); re-render only if it differs
-    const shown = this.node.textContent + this.tail;
-    if (fullText !== shown) {
-      const focused = [...this.node.querySelectorAll(".cite")].indexOf(document.activeElement);
-      this.node.replaceChildren();
-      this.tail = "";
-      this.write(fullText);
-      if (focused >= 0) this.node.querySelectorAll(".cite")[focused]?.focus();
+    // the final answer is authoritative (the server may trim it)
+    this.text = fullText;
+    if (this.frame) { cancelAnimationFrame(this.frame); this.frame = 0; }
+    this.render();
+  }
+  render() {
+    const focused = [...this.node.querySelectorAll(".cite")].indexOf(document.activeElement);
+    this.node.innerHTML = renderMarkdown(this.text);
+    const walker = document.createTreeWalker(this.node, NodeFilter.SHOW_TEXT, {
+      acceptNode: (n) => n.parentElement.closest("code, pre") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+    });
+    const nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    for (const t of nodes) {
+      const parts = [];
+      let last = 0;
+      for (const m of t.data.matchAll(/\[(\d{1,3})\]/g)) {
+        const ctx = this.byN.get(Number(m[1]));
+        if (!ctx) continue;
+        parts.push(t.data.slice(last, m.index), citeButton(m[0], ctx));
+        last = m.index + m[0].length;
+      }
+      if (parts.length) t.replaceWith(...parts, t.data.slice(last));
     }
-    if (this.tail) this.node.append(this.tail);
-    this.tail = "";
+    for (const s of this.unsupported) this.wrapSentence(s);
+    if (focused >= 0) this.node.querySelectorAll(".cite")[focused]?.focus();
   }
 }
 
@@ -231,58 +248,105 @@ function askBody(question) {
   return JSON.stringify(body);
 }
 
+// The conversation survives a reload: each finished turn is kept in localStorage and drawn again.
+const CHAT_KEY = "askdocs-chat";
+let turns = [];
+try { turns = JSON.parse(localStorage.getItem(CHAT_KEY) || "[]"); } catch (_) { turns = []; }
+function saveTurns() {
+  try { localStorage.setItem(CHAT_KEY, JSON.stringify(turns.slice(-20))); } catch (_) { /* full or disabled */ }
+}
+
+function buildTurn(question) {
+  const answerNode = el("div", { className: "answer" });
+  answerNode.setAttribute("aria-live", "polite");
+  const query = el("p", { className: "query muted", hidden: true });
+  const note = el("p", { className: "note", hidden: true });
+  const meta = el("p", { className: "meta muted" });
+  const sourcesList = el("ol", { className: "sources" });
+  sourcesList.setAttribute("aria-label", "Sources");
+  const heading = el("h2", { className: "q", textContent: question });
+  const turn = el("article", { className: "turn" }, heading, query, answerNode, note,
+    el("h3", { className: "sources-title", textContent: "Sources" }), sourcesList, meta);
+  $("conversation").prepend(turn);
+  return { turn, answerNode, query, note, meta, sourcesList, writer: new AnswerWriter(answerNode) };
+}
+
+function showQuery(t, q, question) {
+  if (q && q !== question) { t.query.textContent = `Searched for: ${q}`; t.query.hidden = false; }
+}
+function showNote(t, text) { t.note.textContent = text; t.note.hidden = !text; }
+const CUT = "Cut off at the answer length limit (max_tokens): the answer is incomplete.";
+const STOPPED = "Stopped: the answer is incomplete.";
+
+function metaLine(msg) {
+  const t = msg.timings || {};
+  const seconds = Object.values(t).reduce((a, b) => a + (Number(b) || 0), 0);
+  const tokens = msg.usage && msg.usage.completion_tokens;
+  return [seconds ? `${seconds.toFixed(1)} s` : "", tokens ? plural(tokens, "token") : ""].filter(Boolean).join(" · ");
+}
+
+function restoreTurns() {
+  for (const saved of turns) {
+    const t = buildTurn(saved.question);
+    showQuery(t, saved.query, saved.question);
+    t.writer.setContexts(saved.contexts || []);
+    t.writer.finish(saved.answer || "");
+    renderSources(t.sourcesList, saved.contexts || [], new Set(saved.cited || []));
+    showNote(t, saved.note || "");
+    t.meta.textContent = saved.meta || "";
+    chat.push({ role: "user", content: saved.question }, { role: "assistant", content: saved.answer || "" });
+  }
+  if (turns.length) $("hint").hidden = true;
+}
+
+let controller = null;
+$("stop-button").addEventListener("click", () => { if (controller) controller.abort(); });
+
 $("ask-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const question = $("question").value.trim();
   if (!question || $("ask-button").disabled) return;
   $("question").value = "";
   $("ask-button").disabled = true;
+  $("stop-button").hidden = false;
   $("hint").hidden = true;
+  controller = new AbortController();
 
-  const answerNode = el("div", { className: "answer pending" });
-  answerNode.setAttribute("aria-live", "polite");
-  answerNode.setAttribute("aria-busy", "true");
-  const query = el("p", { className: "query muted", hidden: true });
-  const meta = el("p", { className: "meta muted" });
-  const sourcesList = el("ol", { className: "sources" });
-  sourcesList.setAttribute("aria-label", "Sources");
-  const heading = el("h2", { className: "q", textContent: question });
-  const turn = el("article", { className: "turn" }, heading, query, answerNode,
-    el("h3", { className: "sources-title", textContent: "Sources" }), sourcesList, meta);
-  $("conversation").prepend(turn);
-
-  const writer = new AnswerWriter(answerNode);
+  const t = buildTurn(question);
+  t.answerNode.classList.add("pending");
+  t.answerNode.setAttribute("aria-busy", "true");
   let contexts = [];
   let answered = false;
+  let query = "";
   try {
     const res = await api("/api/ask", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: askBody(question) });
+      body: askBody(question), signal: controller.signal });
     for await (const { event, data } of sse(res)) {
       const msg = JSON.parse(data);
       if (event === "sources") {
         contexts = msg.contexts;
-        writer.setContexts(contexts);
-        renderSources(sourcesList, contexts, new Set());
-        if (msg.query && msg.query !== question) {
-          query.textContent = `Searched for: ${msg.query}`;
-          query.hidden = false;
-        }
-        if (!contexts.length) meta.textContent = "No passage matched.";
+        query = msg.query || "";
+        t.writer.setContexts(contexts);
+        renderSources(t.sourcesList, contexts, new Set());
+        showQuery(t, query, question);
+        if (!contexts.length) t.meta.textContent = "No passage matched.";
       } else if (event === "token") {
-        writer.write(msg.text);
+        t.writer.write(msg.text);
       } else if (event === "done") {
         const text = msg.answer || "";
-        if (msg.contexts) { contexts = msg.contexts; writer.setContexts(contexts); }
-        writer.finish(text);
-        writer.markUnsupported(text, msg.sentences);
-        if (!text) answerNode.append(el("span", { className: "muted", textContent: "(no answer generated: read the sources)" }));
-        renderSources(sourcesList, contexts, new Set((msg.citations || []).map((c) => c.n)));
-        const t = msg.timings || {};
-        const seconds = Object.values(t).reduce((a, b) => a + (Number(b) || 0), 0);
-        const tokens = msg.usage && msg.usage.completion_tokens;
-        meta.textContent = [seconds ? `${seconds.toFixed(1)} s` : "", tokens ? plural(tokens, "token") : ""]
-          .filter(Boolean).join(" · ");
+        if (msg.contexts) { contexts = msg.contexts; t.writer.setContexts(contexts); }
+        t.writer.finish(text);
+        t.writer.markUnsupported(text, msg.sentences);
+        const cited = (msg.citations || []).map((c) => c.n);
+        let note = "";
+        if (!text) note = "(no answer generated: read the sources)";
+        else if (msg.finish_reason === "length") note = CUT;
+        showNote(t, note);
+        renderSources(t.sourcesList, contexts, new Set(cited));
+        t.meta.textContent = metaLine(msg);
         chat.push({ role: "user", content: question }, { role: "assistant", content: text });
+        turns.push({ question, query, answer: text, contexts, cited, note, meta: t.meta.textContent });
+        saveTurns();
         answered = true;
       } else if (event === "error") {
         throw new Error(msg.message);
@@ -290,17 +354,31 @@ $("ask-form").addEventListener("submit", async (ev) => {
     }
     if (!answered) throw new Error("The answer was cut off.");
   } catch (e) {
-    answerNode.append(el("p", { className: "error", textContent: e.message }));
+    if (e.name === "AbortError") {
+      t.writer.finish(t.writer.text);
+      showNote(t, STOPPED);
+      const text = t.writer.text;
+      chat.push({ role: "user", content: question }, { role: "assistant", content: text });
+      turns.push({ question, query, answer: text, contexts, cited: [], note: STOPPED, meta: "" });
+      saveTurns();
+    } else {
+      t.answerNode.append(el("p", { className: "error", textContent: e.message }));
+    }
   } finally {
-    answerNode.classList.remove("pending");
-    answerNode.setAttribute("aria-busy", "false");
+    controller = null;
+    t.answerNode.classList.remove("pending");
+    t.answerNode.setAttribute("aria-busy", "false");
     $("ask-button").disabled = false;
-    if (!turn.contains(document.activeElement) && $("panel").hidden) $("question").focus();
+    $("stop-button").hidden = true;
+    if (!t.turn.contains(document.activeElement) && $("panel").hidden) $("question").focus();
   }
 });
 
 $("new-chat").addEventListener("click", () => {
+  if (controller) controller.abort();
   chat = [];
+  turns = [];
+  saveTurns();
   $("conversation").replaceChildren();
   $("panel").hidden = true;
   document.body.classList.remove("with-panel");
@@ -323,10 +401,13 @@ async function loadDocuments() {
       const del = el("button", { type: "button", className: "danger", textContent: "Delete",
         onclick: () => deleteDocument(d.source, del) });
       del.setAttribute("aria-label", `Delete ${d.source}`);
-      const src = el("td", { className: "src", textContent: d.source });
+      // break long paths after a "/" rather than between any two letters
+      const src = el("td", { className: "src" });
+      d.source.split("/").forEach((part, i, all) => src.append(part + (i < all.length - 1 ? "/" : ""), el("wbr")));
       if (d.complete === false) src.append(el("span", { className: "badge warn", textContent: "incomplete", title: "ingest was interrupted; ingest it again" }));
-      body.append(el("tr", {}, src, el("td", { textContent: d.title || "" }),
-        el("td", { className: "num", textContent: String(d.chunks) }), el("td", { className: "num" }, del)));
+      body.append(el("tr", {}, src, el("td", { className: "title", textContent: d.title || "" }),
+        el("td", { className: "num chunks" }, String(d.chunks),
+          el("span", { className: "unit", textContent: d.chunks === 1 ? " chunk" : " chunks" })), el("td", { className: "num actions" }, del)));
     }
   } catch (e) {
     $("upload-status").textContent = e.message;
@@ -352,8 +433,10 @@ function jobSummary(j) {
   let s = `Ingest ${j.state}: ${j.files_done}/${plural(j.files_total, "file")}, ${plural(j.chunks, "chunk")}`;
   if (r) s += ` (${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged, ${r.failed} failed)`;
   const fails = (j.failures || (r && r.failures) || []).map((f) => `${f.path}: ${f.reason}`).join("; ");
+  const refused = (j.rejected || []).map((f) => f.reason).join("; ");
   if (j.error) s += ` — ${j.error}`;
   if (fails) s += ` — failed: ${fails}`;
+  if (refused) s += ` — not uploaded: ${refused}`;
   return s;
 }
 
@@ -367,7 +450,7 @@ $("upload-form").addEventListener("submit", async (ev) => {
   $("upload-button").disabled = true;
   $("upload-status").textContent = `Uploading ${plural(files.length, "file")}…`;
   try {
-    const { job } = await (await api("/api/ingest", { method: "POST", body: form })).json();
+    const { job } = await (await api("/api/ingest", { method: "POST", body: form })).json();  // rejected files come back in the job
     bar.hidden = false;
     bar.removeAttribute("value");  // indeterminate until the job knows its files
     for (;;) {
@@ -390,5 +473,6 @@ $("upload-form").addEventListener("submit", async (ev) => {
 
 // ------------------------------------------------------------------ start
 
+restoreTurns();
 loadInfo();
 show(location.hash === "#documents" ? "docs" : "ask");

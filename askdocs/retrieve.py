@@ -172,16 +172,21 @@ _STRING_OPS = {"==", "!=", "in", "not in", "prefix", "contains"}
 _NUMBER_OPS = {"==", "!=", "in", "not in", "<", "<=", ">", ">="}
 
 
-def _like_escape(value: str) -> str:
-    r"""``%`` and ``_`` as literal characters in a Milvus ``like`` pattern.
+#: LIKE wildcards.  Milvus 2.5's expression grammar has no escape for them (``\_`` is a syntax error in a
+#: string literal, and an escaped backslash before ``_`` does not make it literal in Milvus Lite 2.5.1), so a
+#: value that holds one cannot go into a LIKE pattern without matching other names: ``team_a/`` would
+#: reach ``teamXa/``, another tenant's folder.
+_WILDCARDS = frozenset("_%")
 
-    Both are wildcards there: unescaped, the prefix ``team_a/`` also matches ``teamXa/`` (another
-    tenant's folder).  Milvus reads a backslash escape twice, once in the string literal and once in
-    the pattern, so the pattern needs ``\_``, which ``literal`` writes as ``\\_`` (checked against
-    Milvus Lite in tests/test_filters.py).  A backslash in the value itself cannot be matched through
-    both levels, so ``Condition`` refuses it.
+
+def _prefix_range(field: str, value: str) -> str:
+    """``field`` starts with ``value``, as a string range: exact for every character, wildcards included.
+
+    The strings that start with ``value`` are those from ``value`` up to (not including) ``value`` with its
+    last character incremented; Milvus compares VARCHAR byte-wise, and UTF-8 keeps code-point order.
     """
-    return value.replace("%", "\\%").replace("_", "\\_")
+    upper = value[:-1] + chr(ord(value[-1]) + 1)
+    return f"{field} >= {literal(value)} and {field} < {literal(upper)}"
 
 
 class Condition(BaseModel):
@@ -211,8 +216,10 @@ class Condition(BaseModel):
             raise ValueError("a list takes 1 to 100 values")
         if any(isinstance(v, int) != numeric for v in values):
             raise ValueError(f"{self.field} takes {'integers' if numeric else 'strings'}")
-        if self.op in ("prefix", "contains") and "\\" in str(self.value):
-            raise ValueError("a backslash is not allowed in prefix/contains values")
+        if self.op == "prefix" and not self.value:
+            raise ValueError("prefix takes a non-empty value")
+        if self.op == "contains" and (_WILDCARDS | {"\\"}) & set(str(self.value)):
+            raise ValueError("contains cannot match _, % or a backslash literally in Milvus; use prefix or ==")
         return self
 
     def expression(self) -> str:
@@ -223,9 +230,12 @@ class Condition(BaseModel):
             items = ", ".join(lit(v) for v in self.value)  # type: ignore[union-attr]
             return f"{self.field} {self.op} [{items}]"
         if self.op == "prefix":
-            return f"{self.field} like {literal(_like_escape(str(self.value)) + '%')}"
+            value = str(self.value)
+            if (_WILDCARDS | {"\\"}) & set(value) or ord(value[-1]) >= 0x10FFFF:
+                return _prefix_range(self.field, value)
+            return f"{self.field} like {literal(value + '%')}"
         if self.op == "contains":
-            return f"{self.field} like {literal('%' + _like_escape(str(self.value)) + '%')}"
+            return f"{self.field} like {literal('%' + str(self.value) + '%')}"
         return f"{self.field} {self.op} {lit(self.value)}"  # type: ignore[arg-type]
 
 

@@ -293,6 +293,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> str:
     monkeypatch.setenv("ASKDOCS_MAX_TOKENS", "12")
     monkeypatch.setenv("ASKDOCS_DTYPE", DTYPE)
     monkeypatch.setenv("ASKDOCS_ENFORCE_EAGER", "true")  # the CLI's own engine: start without torch.compile
+    monkeypatch.setenv("ASKDOCS_REFUSE", "false")  # these tests are about the engine: every question reaches it
     return sample_db
 
 

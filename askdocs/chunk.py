@@ -102,12 +102,17 @@ def chunk_id(source: str, doc_hash: str, index: int) -> str:
 
 
 def describe_fingerprint(fingerprint: str) -> str:
-    """A chunker's fingerprint for people: ``clean2|chars|512|51|ctx2`` -> ``512 chars, 51 overlap (...)``."""
+    """A chunker's fingerprint for people: ``clean3|chars|512|51|ctx2|cjk3`` -> ``512 chars, 51 overlap (...)``.
+
+    Older collections carry the five-part form without ``cjk3`` (CJK characters weighed 1 then).
+    """
     parts = fingerprint.split("|")
-    if len(parts) != 5:
+    if len(parts) not in (5, 6):
         return fingerprint
-    clean, unit, size, overlap, ctx = parts
+    clean, unit, size, overlap, ctx = parts[:5]
     versions = f"cleaner v{clean.removeprefix('clean')}, context v{ctx.removeprefix('ctx')}"
+    if len(parts) == 6:
+        versions += f", a CJK character counts {parts[5].removeprefix('cjk')}"
     return f"{size} {unit}, {overlap} overlap ({versions})"
 
 

@@ -50,8 +50,12 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the in-process engine's start-up log
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for name in ("sentence_transformers", "transformers", "huggingface_hub", "pymilvus", "milvus_lite", "trafilatura"):
+    for name in ("sentence_transformers", "transformers", "huggingface_hub", "milvus_lite", "trafilatura"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # pymilvus logs each failed call at ERROR (with a traceback) before raising; askdocs explains the same
+    # failure in one line, so its log would only repeat it (pymilvus gives its client logger a level of its own).
+    for name in ("pymilvus", "pymilvus.milvus_client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # --------------------------------------------------------------------------- shared options

@@ -156,12 +156,16 @@ def _sub_spans(
     out: list[str] = []
     pos = 0
     dead: set[str] = set()
+    # The start of the opener's line, found by scanning back only over text not scanned before: a
+    # fresh ``rfind`` from 0 per opener is quadratic on one long line of unclosed openers.
+    line_start, scanned = 0, 0
     while (m := opener.search(text, pos)) is not None:
         key = (m.group(1) or "").lower() if opener.groups else ""
         end = None if key in dead else closer(key).search(text, m.end())
         if end is None:
             dead.add(key)
-            line_start = text.rfind("\n", 0, m.start()) + 1
+            line_start = max(line_start, text.rfind("\n", scanned, m.start()) + 1)
+            scanned = m.start()
             if block_to_end and m.start() - line_start <= 3 and not text[line_start : m.start()].strip(" "):
                 out.append(text[pos : m.start()])
                 pos = len(text)

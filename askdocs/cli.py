@@ -215,8 +215,8 @@ def _with_default(name: str, ann: Any) -> Any:
         return ann
     info = copy.copy(ann.__metadata__[0])
     field = Settings.model_fields.get(_SETTING.get(name, name))
-    default = None if field is None else field.default
-    if default not in (None, [], ()):
+    default = None if field is None or field.default_factory is not None else field.default
+    if default not in (None, [], ()) and type(default).__name__ != "PydanticUndefinedType":
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         info.help = f"{info.help or ''} [default: {shown}]".strip()
     info.help = escape(info.help or "")  # "[env: ...]" and "[default: ...]" are text, not rich markup

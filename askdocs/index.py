@@ -191,7 +191,13 @@ class Index:
     def _ensure_collection(self) -> None:
         emb = self.embedder()
         self.store.create(
-            emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": emb.backend}
+            emb.model_name,
+            emb.dimension,
+            {
+                "chunking": self.chunker().fingerprint,
+                "embed_backend": emb.backend,
+                "analyzer": self.settings.bm25_analyzer,
+            },
         )
         self._meta = None  # read again: the collection may be new
 

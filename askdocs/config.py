@@ -61,12 +61,13 @@ class Settings(BaseSettings):
     collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
     index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
     metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
-    bm25_analyzer: Literal["standard", "jieba"] = Field(
-        "jieba",
+    bm25_analyzer: Literal["auto", "standard", "jieba"] = Field(
+        "auto",
         description=(
-            "BM25 analyzer of a new collection: jieba splits Chinese into words and English as standard does "
-            "(measured no worse on English, benchmarks/results/analyzers.md); standard keeps a run of Chinese "
-            "as one token.  An existing collection keeps the one it was built with."
+            "BM25 analyzer of a new collection.  standard: words between spaces and punctuation, a run of "
+            "Chinese is one token.  jieba: Chinese split into words, English much as standard does.  auto: "
+            "jieba when the first chunks ingested are mostly Chinese, else standard (jieba was a little "
+            "worse on English, benchmarks/results/analyzers.md).  A collection keeps the one it was built with."
         ),
     )
     milvus_retry_seconds: float = Field(

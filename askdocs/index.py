@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from askdocs.chunk import Chunker
+from askdocs.chunk import Chunker, cjk_share
 from askdocs.config import Settings, load_settings
 from askdocs.embed import Embedder, canonical_model, default_backend, default_model, make_embedder
 from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
 from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
+
+#: ``bm25_analyzer = "auto"`` picks jieba when at least this share of the first chunks' content is CJK.
+CJK_ANALYZER_SHARE = 0.5
 
 
 @dataclass
@@ -188,15 +191,19 @@ class Index:
             self._chunker = Chunker(s.chunk_size, s.chunk_overlap, s.chunk_unit, length)
         return self._chunker
 
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, texts: Sequence[str] = ()) -> None:
+        """Create the collection if absent; ``texts`` (the first chunks) choose the ``auto`` BM25 analyzer."""
         emb = self.embedder()
+        analyzer = self.settings.bm25_analyzer
+        if analyzer == "auto":
+            analyzer = "jieba" if cjk_share(texts) >= CJK_ANALYZER_SHARE else "standard"
         self.store.create(
             emb.model_name,
             emb.dimension,
             {
                 "chunking": self.chunker().fingerprint,
                 "embed_backend": emb.backend,
-                "analyzer": self.settings.bm25_analyzer,
+                "analyzer": analyzer,
             },
         )
         self._meta = None  # read again: the collection may be new

@@ -70,7 +70,8 @@ def main() -> int:
         for f in files:
             got = evaluate_retrieval(dst, load_questions(f), MODES)
             for mode in MODES:
-                results[(f.name, mode, analyzer)] = got[mode]
+                for lang, m in got[mode]["by_lang"].items():
+                    results[(f"{f.name} {lang}", mode, analyzer)] = m
         dst.close()
     meta = src.store.meta() or {}
     src.close()
@@ -88,14 +89,14 @@ def main() -> int:
         "| questions | mode | " + " | ".join(f"{a} hit@1 / hit@5 / MRR" for a in ANALYZERS) + " |",
         "|---|---|" + "---|" * len(ANALYZERS),
     ]
-    for f in files:
+    for name in dict.fromkeys(k[0] for k in results):  # question file and language, in order
         for mode in MODES:
             cells = []
             for a in ANALYZERS:
-                m = results[(f.name, mode, a)]
+                m = results[(name, mode, a)]
                 cells.append(f"{m['hit@1']:.2f} / {m['hit@5']:.2f} / {m['mrr@10']:.2f}")
-            n = results[(f.name, mode, ANALYZERS[0])].get("n", "")
-            lines.append(f"| {f.name} ({n}) | {mode} | " + " | ".join(cells) + " |")
+            n = results[(name, mode, ANALYZERS[0])]["n"]
+            lines.append(f"| {name} ({n}) | {mode} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

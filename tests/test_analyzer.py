@@ -1,10 +1,13 @@
-"""BM25 analyzers on real Milvus Lite: jieba (the default) for Chinese text, standard kept for old collections."""
+"""BM25 analyzers on real Milvus Lite: jieba for Chinese text, standard for English, ``auto`` choosing by script."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+
+ZH_DOCS = Path(__file__).resolve().parent.parent / "samples" / "zh-docs"
 
 # No spaces, as Chinese is written: the standard tokenizer reads the whole question as one token.
 ZH_QUESTION = "HNSW的efConstruction参数是什么意思？"
@@ -21,7 +24,7 @@ def zh_doc(docs: Path) -> Path:
 
 
 def test_jieba_matches_english_identifiers_and_chinese_words(make_index, zh_doc: Path) -> None:
-    ix = make_index()  # the default analyzer
+    ix = make_index(bm25_analyzer="jieba")
     assert ix.ingest(zh_doc).failed == 0
     assert ix.store.meta()["analyzer"] == "jieba"
     hits = ix.search(ZH_QUESTION, k=3, mode="bm25")
@@ -41,6 +44,19 @@ def test_standard_analyzer_is_a_setting_and_stays_with_its_collection(make_index
     assert all(h.source != "guide/hnsw.md" for h in hits), [h.source for h in hits]
     assert ix.search("VACUUM FULL lock", k=1, mode="bm25")[0].source == "page.html"
     ix.close()
-    again = make_index()  # the default is jieba now, but the collection keeps the analyzer it was built with
+    again = make_index(bm25_analyzer="jieba")  # the collection keeps the analyzer it was built with
     assert again.ingest(zh_doc).unchanged == 5
     assert again.store.meta()["analyzer"] == "standard"
+
+
+def test_auto_picks_jieba_for_chinese_documents_only(make_index, docs: Path, tmp_path: Path) -> None:
+    zh = tmp_path / "zh"
+    shutil.copytree(ZH_DOCS, zh)
+    ix = make_index(collection="zh")  # the default: auto
+    assert ix.ingest(zh).failed == 0
+    assert ix.store.meta()["analyzer"] == "jieba"
+    hits = ix.search("余弦相似度", k=3, mode="bm25")  # a word inside a Chinese sentence
+    assert hits and hits[0].source == "search.md", [h.source for h in hits]
+    en = make_index(collection="en")
+    assert en.ingest(docs).failed == 0
+    assert en.store.meta()["analyzer"] == "standard"

@@ -870,7 +870,7 @@ def status(
         table.add_row("documents", str(st.documents))
         table.add_row("chunks", str(st.chunks))
         table.add_row("embedding", f"{st.model} ({st.dim} dims)")
-        table.add_row("search", "dense + BM25 (hybrid)" if st.bm25 else "dense only")
+        table.add_row("search", f"dense + BM25 ({st.analyzer} analyzer)" if st.bm25 else "dense only")
         from askdocs.chunk import describe_fingerprint
 
         table.add_row("chunking", describe_fingerprint(st.chunking) if st.chunking else "-")

@@ -44,6 +44,7 @@ class IndexStatus:
     documents: int = 0
     chunks: int = 0
     bm25: bool = False
+    analyzer: str | None = None  # the BM25 analyzer (standard or jieba)
     size_bytes: int | None = None
     chunking: str | None = None
     other_collections: list[str] = field(default_factory=list)
@@ -293,6 +294,7 @@ class Index:
         st.documents = len(states)
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
+        st.analyzer = meta.get("analyzer", "standard") if st.bm25 else None
         if s.is_lite and st.chunks > LITE_CHUNK_LIMIT:
             st.warning = (
                 f"{st.chunks:,} chunks is past the {LITE_CHUNK_LIMIT:,} up to which Milvus Lite was measured to answer "

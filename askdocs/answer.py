@@ -217,10 +217,17 @@ class Answerer:
         return out
 
     def known_words(self, words: Sequence[str]) -> list[bool]:
-        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough."""
+        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough.
+
+        A word the analyzer splits ("IVF_RABITQ" into ivf and rabitq) is known only when each part is: a
+        search for the whole word finds any chunk with "ivf", and the corpus would seem to know RaBitQ."""
         if not words or not self.index.store.supports_bm25:
             return [True] * len(words)
-        return [bool(hs) for hs in self.index.search_many(list(words), SearchOptions(k=1, mode="bm25"))]
+        parts = [[p for p in re.split(r"[\W_]+", w) if p] or [w] for w in words]
+        unique = sorted({p for ps in parts for p in ps})
+        hits = self.index.search_many(unique, SearchOptions(k=1, mode="bm25"))
+        known = {p: bool(hs) for p, hs in zip(unique, hits, strict=True)}
+        return [all(known[p] for p in ps) for ps in parts]
 
     def agreement(self, query: str) -> dict[str, float]:
         """Whether dense and BM25 search alone find the same documents (``askdocs.evidence.agreement``).

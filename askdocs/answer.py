@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from askdocs import evidence as evidence_mod
-from askdocs import followup, refusal, support
+from askdocs import followup, refusal, support, translate
 from askdocs.config import Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
 from askdocs.prompt import Prompt, PromptTemplate, build_prompt, rewrite_messages
+from askdocs.refusal import is_chinese
 from askdocs.retrieve import SearchOptions
 from askdocs.store import Hit
 
@@ -194,7 +195,7 @@ class Answerer:
         """Retrieve for all questions at once, then build each prompt within the context window."""
         params = params or self.params()
         timings: dict[str, float] = {}
-        qs = list(queries or questions)
+        qs = [self.index.search_query(q) for q in (queries or questions)]  # evidence reads what was searched
         ranked = self.index.search_many(qs, search or SearchOptions(), timings=timings)
         n = max(len(questions), 1)
         per = {key: v / n for key, v in timings.items()}  # a batch's retrieval cost, shared out evenly
@@ -250,6 +251,9 @@ class Answerer:
         ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
         if self.settings.refuse:
             ev.features.update(self.agreement(prep.query))
+            if prep.query != prep.question and is_chinese(prep.question) and not is_chinese(prep.query):
+                text = " ".join(f"{h.title} {h.section} {h.text}" for h in prep.prompt.hits)
+                ev.features["coverage"] = translate.coverage(prep.question, text)  # glossed: per Chinese word
         prep.evidence = ev
         refuse = self.settings.refuse and refusal.should_refuse(ev, self.settings.refuse_below)
         if refuse or (extract and not ev.units):  # nothing to quote is nothing to answer

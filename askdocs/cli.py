@@ -442,11 +442,14 @@ def search(
         raise _fail("give a query, or --queries FILE")
     with _index(settings) as index, errors():
         results = index.search_many(texts, SearchOptions(filter=filter))
-    for text, hits in zip(texts, results, strict=True):
+        searched = [index.search_query(t) for t in texts]  # a Chinese question over English docs: its glosses
+    for text, as_searched, hits in zip(texts, searched, results, strict=True):
+        also = {"searched_as": as_searched} if as_searched != text else {}
         if as_json:
-            print(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+            print(json.dumps({"query": text, **also, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
             continue
-        table = Table(title=f"[bold]{text}[/]", title_justify="left", show_lines=True, expand=True)
+        title = f"[bold]{escape(text)}[/]" + (f"\n[dim]searched as: {escape(as_searched)}[/]" if also else "")
+        table = Table(title=title, title_justify="left", show_lines=True, expand=True)
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("score", justify="right", no_wrap=True)
         table.add_column("source / section", ratio=1, overflow="fold")

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
             "worse on English, benchmarks/results/analyzers.md).  A collection keeps the one it was built with."
         ),
     )
+    query_translation: Literal["auto", "off", "dictionary"] = Field(
+        "auto",
+        description=(
+            "Chinese questions over documents that are not Chinese: dictionary searches with an English "
+            "query glossed word by word (jieba + CC-CEDICT, askdocs/translate.py); auto does so when the "
+            "collection's documents are not mostly Chinese; off searches with the question as asked."
+        ),
+    )
     milvus_retry_seconds: float = Field(
         30.0,
         ge=0,

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from askdocs import translate
 from askdocs.chunk import Chunker, cjk_share
 from askdocs.config import Settings, load_settings
 from askdocs.embed import Embedder, canonical_model, default_backend, default_model, make_embedder
 from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
+from askdocs.refusal import is_chinese
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
 from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
 
@@ -248,7 +250,20 @@ class Index:
         self.require_collection()
         self._check_model()
         s = self.settings
-        return self.retriever.search(list(queries), opts.replace(k=opts.k or s.top_k, mode=opts.mode or s.search_mode))
+        queries = [self.search_query(q) for q in queries]
+        return self.retriever.search(queries, opts.replace(k=opts.k or s.top_k, mode=opts.mode or s.search_mode))
+
+    def search_query(self, question: str) -> str:
+        """What to search for: a Chinese question over documents that are not Chinese, glossed into English
+        (``query_translation``, askdocs/translate.py); every other question as it is."""
+        mode = self.settings.query_translation
+        if mode == "off" or not is_chinese(question):
+            return question
+        if mode == "auto":
+            meta = self.meta() or {}
+            if meta.get("analyzer") == "jieba" or not translate.available():  # Chinese documents: ask in Chinese
+                return question
+        return translate.translate(question)
 
     def search(self, query: str, options: SearchOptions | None = None, /, **fields: Any) -> list[Hit]:
         return self.search_many([query], options, **fields)[0]

@@ -37,7 +37,7 @@ def test_jieba_matches_english_identifiers_and_chinese_words(make_index, zh_doc:
 
 
 def test_standard_analyzer_is_a_setting_and_stays_with_its_collection(make_index, zh_doc: Path) -> None:
-    ix = make_index(bm25_analyzer="standard")
+    ix = make_index(bm25_analyzer="standard", query_translation="off")  # the analyzer alone
     assert ix.ingest(zh_doc).failed == 0
     assert ix.store.meta()["analyzer"] == "standard"
     hits = ix.search(ZH_QUESTION, k=3, mode="bm25")  # one token that no chunk holds

@@ -32,7 +32,7 @@ ENGLISH_STOP_WORDS = (  # noqa: SIM905 - one line of words reads better than 33 
 CHINESE_STOP_WORDS = (  # noqa: SIM905
     "的 了 着 过 和 与 及 或 而 是 在 有 也 都 就 对 中 为 以 之 其 这 那 这个 那个 这些 那些 我 你 他 她 它 我们 "
     "你们 他们 吗 呢 吧 啊 呀 如何 怎么 怎样 怎么样 什么 哪些 哪个 哪里 为什么 是否 能否 可以 能 会 要 把 被 将 从 "
-    "到 给 让 一个 一种 一些 进行 使用 用 时 时候 意思 请 问"
+    "到 给 让 一个 一种 一些 进行 使用 用 时 时候 意思 请 问 多少 大约 大概"
 ).split()
 #: The jieba tokenizer, unlike the standard one, also emits the spaces and punctuation between words.
 PUNCTUATION = list(" \t\n\r!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + list("，。、：；！？（）【】「」『』《》“”‘’…—·")

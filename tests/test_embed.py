@@ -65,6 +65,17 @@ def test_int8_is_close_but_not_identical(
     assert "QAttention" in ops, ops  # the fused attention's projections quantized too
 
 
+def test_int8_query_vector_does_not_depend_on_its_batch(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str]
+) -> None:
+    """One quantization scale per run would make a query's vector depend on the queries beside it."""
+    monkeypatch.setenv("ASKDOCS_CACHE", str(cache))
+    int8 = OnnxEmbedder(CPU_DEFAULT_MODEL, quantize=True)
+    alone = int8.embed_queries(["What do the parameters of HNSW mean?"])[0]
+    beside = int8.embed_queries(["What do the parameters of HNSW mean?", *texts[:8]])[0]
+    assert np.array_equal(alone, beside)
+
+
 def test_unfused_export_is_kept_apart(monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str]) -> None:
     """fuse=False (the graph askdocs exported before) lives in its own cache folder and agrees with the fused one."""
     monkeypatch.setenv("ASKDOCS_CACHE", str(cache))

@@ -92,10 +92,13 @@ def missing_names(question: str, hits: Sequence[Hit]) -> int:
     rest = question[first.end() :] if first else question
     names = {w.lower() for w in re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+", rest)} - _STOP
     names |= set(re.findall(r"(?<![\w.])\d+(?![\d.]*\w)", rest))  # numbers: "10 million", "a 1 TB collection"
-    if not names:
+    # identifiers (pg_stat_io, vacuum_buffer_usage_limit) whole: the corpus may know every part of one
+    idents = {w.lower() for w in re.findall(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", question)}
+    if not names and not idents:
         return 0
-    found = set(re.findall(r"[a-z0-9]+", " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()))
-    return len(names - found)
+    text = " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()
+    found = set(re.findall(r"[a-z0-9]+", text))
+    return len(names - found) + sum(i not in text for i in idents)
 
 
 def features(

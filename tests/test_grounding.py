@@ -313,3 +313,31 @@ def test_extractive_quotes_only_the_best_supported_document() -> None:
         sources={1: "a.md", 2: "b.md"},
     )
     assert {u.n for u in select(ev)} == {1}
+
+
+def test_extractive_quotes_the_term_a_paragraph_defines_and_what_this_points_back_to(embedder: Embedder) -> None:
+    """Reference pages name a setting on a line of its own and describe it below; quoting the description
+    alone would answer "which setting?" without the setting. A sentence opening "Moreover, this function"
+    comes with the sentences that name the function."""
+    from askdocs.evidence import gather
+    from askdocs.generate.extractive import ExtractiveGenerator
+    from askdocs.store import Hit
+
+    text = (
+        "log_min_duration_statement (integer)\n\nCauses the duration of each completed statement to be logged "
+        "if the statement ran for at least the specified amount of time. For example, if you set it to 250ms "
+        "then all SQL statements that run 250ms or longer will be logged.\n\n"
+        "websearch_to_tsquery creates a tsquery value from querytext using an alternative syntax. Unlike "
+        "plainto_tsquery, it also recognizes certain operators. Moreover, this function will never raise "
+        "syntax errors, which makes it possible to use raw user-supplied input for search."
+    )
+    hit = Hit("1", 1.0, "logging.html", "Logging", "When to Log", text)
+    gen = ExtractiveGenerator()
+    for question, name in (
+        ("Which setting logs every statement that runs longer than 250 ms?", "log_min_duration_statement"),
+        ("Which function takes raw user-supplied search input without syntax errors?", "websearch_to_tsquery"),
+    ):
+        ev = gather(question, [hit], embedder)
+        answer = gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
+        assert name in answer, answer
+        assert all(u.text in text for u in ev.units)  # still quotes, never writes

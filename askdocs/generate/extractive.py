@@ -35,17 +35,60 @@ RELATIVE_FLOOR = 0.6
 SOURCE_UNITS = 3
 """How many of a document's best sentences count towards its evidence (``best_supported_source``)."""
 _MARK = "askdocs-extractive"
-_ANAPHOR = re.compile(r"(?:This|These|That|Those|It|They|Such|To do (?:this|so))\b")
+TERM_CHARS = 80
+ANAPHOR_BACK = 3
+_ENDS = (".", "?", "!", ":", ";", "。", "？", "！", "：", "；")
+# "This ...", also after a connective: "Moreover, this function will never raise syntax errors" needs the
+# sentence before it, which names the function.
+_ANAPHOR = re.compile(
+    r"(?:(?:Moreover|However|Also|Additionally|Furthermore|In addition|Therefore|Thus|Otherwise|Note that|"
+    r"But|And|So|Hence),?\s+)?(?:This|These|That|Those|It|They|Such|To do (?:this|so))\b",
+    re.IGNORECASE,
+)
+
+
+def _term_of(units: Sequence[Scored], i: int) -> Scored | None:
+    """The term a definition paragraph explains, if the paragraph holding ``units[i]`` follows one.
+
+    Reference manuals describe settings and commands as a term line, then a paragraph ("log_min_duration_statement
+    (integer)" / "Causes the duration of each completed statement to be logged ..."): the paragraph never names
+    its subject, so a quote of it alone answers "which setting?" without the setting."""
+    while i > 0 and units[i].start - (units[i - 1].start + len(units[i - 1].text)) <= 1:  # same paragraph
+        i -= 1
+    if i == 0:
+        return None
+    prev = units[i - 1]
+    gap = units[i].start - (prev.start + len(prev.text))
+    text = prev.text.rstrip()
+    if prev.kind in ("sentence", "fragment") and gap >= 2 and len(text) <= TERM_CHARS and not text.endswith(_ENDS):
+        return prev
+    return None
 
 
 def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
-    """A unit with the neighbours it needs to be read alone: the list, code or table its colon announces
-    ("... are as follows:"), and the sentence its leading "This"/"It" points back to."""
+    """A unit with the neighbours it needs to be read alone: the term its paragraph defines, the list, code
+    or table its colon announces ("... are as follows:"), and the sentence its leading "This"/"It" points
+    back to."""
     units = by_chunk[u.n]
     i = units.index(u)
     out = [u]
+    term = _term_of(units, i)
+    if term is not None:
+        out.insert(0, Scored(term.n, term.text, "term", term.start, term.dense, term.bm25))
     if _ANAPHOR.match(u.text) and i > 0 and units[i - 1].kind not in ("heading", "fragment"):
         out.insert(0, units[i - 1])
+        # and back to the paragraph's first sentence, at most ANAPHOR_BACK, while the one before still leans
+        # on it ("Unlike plainto_tsquery, it also ..." after "websearch_to_tsquery creates ...")
+        j = i - 1
+        while (
+            j > 0
+            and i - j < ANAPHOR_BACK
+            and re.search(r"\b(?:it|this|they|these)\b", units[j].text, re.IGNORECASE)
+            and units[j].start - (units[j - 1].start + len(units[j - 1].text)) <= 1
+            and units[j - 1].kind == "sentence"
+        ):
+            j -= 1
+            out.insert(0, units[j])
     if u.text.rstrip().endswith(":") and i + 1 < len(units) and units[i + 1].kind not in ("heading", "fragment"):
         out.append(units[i + 1])
         # a list is all its items

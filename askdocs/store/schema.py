@@ -29,7 +29,7 @@ ENGLISH_STOP_WORDS = (  # noqa: SIM905 - one line of words reads better than 33 
     "these they this to was will with"
 ).split()
 ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": ENGLISH_STOP_WORDS}]}
-OUTPUT_FIELDS = ["text", "source", "title", "section", "chunk_index", "start", "end", "search_text"]
+OUTPUT_FIELDS = ["text", "source", "root", "title", "section", "chunk_index", "start", "end", "search_text"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535
 

@@ -47,8 +47,8 @@ def candidates(keys: Iterable[DocKey]) -> set[str]:
 
 
 def names(keys: Iterable[DocKey], taken: Iterable[str] = ()) -> dict[DocKey, str]:
-    """The name of each document: its source, or where roots share the source, the shortest root tail + source
-    that tells them apart and is no other document's source (``taken`` adds sources not among ``keys``).
+    """The name of each document: its source, or where roots share the source, its root's shortest tail + source
+    that no other of those roots has and that is no other document's source (``taken``: sources not in ``keys``).
 
     Nested roots are why the last rule exists: ``docs/`` holding ``sub/a.md`` and ``docs/sub/`` holding
     ``a.md`` beside another root's ``a.md`` would otherwise both be called ``sub/a.md``.
@@ -61,11 +61,10 @@ def names(keys: Iterable[DocKey], taken: Iterable[str] = ()) -> dict[DocKey, str
             out[(roots[0], source)] = source
             continue
         options = {r: _qualified(r, source) for r in roots}
-        for depth in range(max(len(o) for o in options.values())):
-            picked = {r: o[min(depth, len(o) - 1)] for r, o in options.items()}
-            if len(set(picked.values())) == len(roots) and not sources & set(picked.values()):
-                break
-        out.update({(r, source): name for r, name in picked.items()})
+        for r, mine in options.items():
+            # Names of equal text come from tails of equal depth, so a tail no other root shares is unique.
+            others = {n for o, theirs in options.items() if o != r for n in theirs}
+            out[(r, source)] = next((n for n in mine if n not in others and n not in sources), mine[-1])
     return out
 
 

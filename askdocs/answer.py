@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from askdocs import evidence as evidence_mod
-from askdocs import followup, refusal, support
+from askdocs import followup, refusal, support, translate
 from askdocs.config import Settings
 from askdocs.generate import Generator, SamplingParams, TokenStream, sampling_params
 from askdocs.generate.base import Generation, Message
 from askdocs.generate.none import NoGenerator
 from askdocs.index import Index
 from askdocs.prompt import Prompt, PromptTemplate, build_prompt, rewrite_messages
+from askdocs.refusal import is_chinese
 from askdocs.retrieve import SearchOptions
 from askdocs.store import Hit
 
@@ -194,7 +195,7 @@ class Answerer:
         """Retrieve for all questions at once, then build each prompt within the context window."""
         params = params or self.params()
         timings: dict[str, float] = {}
-        qs = list(queries or questions)
+        qs = [self.index.search_query(q) for q in (queries or questions)]  # evidence reads what was searched
         ranked = self.index.search_many(qs, search or SearchOptions(), timings=timings)
         n = max(len(questions), 1)
         per = {key: v / n for key, v in timings.items()}  # a batch's retrieval cost, shared out evenly
@@ -217,10 +218,17 @@ class Answerer:
         return out
 
     def known_words(self, words: Sequence[str]) -> list[bool]:
-        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough."""
+        """Whether the corpus uses each word at all: one batched BM25 search, one hit each is enough.
+
+        A word the analyzer splits ("IVF_RABITQ" into ivf and rabitq) is known only when each part is: a
+        search for the whole word finds any chunk with "ivf", and the corpus would seem to know RaBitQ."""
         if not words or not self.index.store.supports_bm25:
             return [True] * len(words)
-        return [bool(hs) for hs in self.index.search_many(list(words), SearchOptions(k=1, mode="bm25"))]
+        parts = [[p for p in re.split(r"[\W_]+", w) if p] or [w] for w in words]
+        unique = sorted({p for ps in parts for p in ps})
+        hits = self.index.search_many(unique, SearchOptions(k=1, mode="bm25"))
+        known = {p: bool(hs) for p, hs in zip(unique, hits, strict=True)}
+        return [all(known[p] for p in ps) for ps in parts]
 
     def agreement(self, query: str) -> dict[str, float]:
         """Whether dense and BM25 search alone find the same documents (``askdocs.evidence.agreement``).
@@ -243,6 +251,9 @@ class Answerer:
         ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
         if self.settings.refuse:
             ev.features.update(self.agreement(prep.query))
+            if prep.query != prep.question and is_chinese(prep.question) and not is_chinese(prep.query):
+                text = " ".join(f"{h.title} {h.section} {h.text}" for h in prep.prompt.hits)
+                ev.features["coverage"] = translate.coverage(prep.question, text)  # glossed: per Chinese word
         prep.evidence = ev
         refuse = self.settings.refuse and refusal.should_refuse(ev, self.settings.refuse_below)
         if refuse or (extract and not ev.units):  # nothing to quote is nothing to answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from askdocs.clean import CLEAN_VERSION, Document, Section
@@ -43,6 +43,19 @@ def text_length(text: str) -> int:
 
 def is_cjk(ch: str) -> bool:
     return bool(_CJK.match(ch))
+
+
+def cjk_share(texts: Iterable[str]) -> float:
+    """The CJK share of the texts' content, CJK characters weighed ``CJK_WEIGHT`` against Latin letters.
+
+    Weighed so that a Chinese page with English code and identifiers in it still reads as Chinese.
+    """
+    cjk = latin = 0
+    for t in texts:
+        n = len(_CJK.findall(t))
+        cjk += n
+        latin += sum(ch.isalnum() for ch in t) - n
+    return CJK_WEIGHT * cjk / (CJK_WEIGHT * cjk + latin) if cjk else 0.0
 
 
 @dataclass(frozen=True)

@@ -215,8 +215,8 @@ def _with_default(name: str, ann: Any) -> Any:
         return ann
     info = copy.copy(ann.__metadata__[0])
     field = Settings.model_fields.get(_SETTING.get(name, name))
-    default = None if field is None else field.default
-    if default not in (None, [], ()):
+    default = None if field is None or field.default_factory is not None else field.default
+    if default not in (None, [], ()) and type(default).__name__ != "PydanticUndefinedType":
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         info.help = f"{info.help or ''} [default: {shown}]".strip()
     info.help = escape(info.help or "")  # "[env: ...]" and "[default: ...]" are text, not rich markup
@@ -442,11 +442,14 @@ def search(
         raise _fail("give a query, or --queries FILE")
     with _index(settings) as index, errors():
         results = index.search_many(texts, SearchOptions(filter=filter))
-    for text, hits in zip(texts, results, strict=True):
+        searched = [index.search_query(t) for t in texts]  # a Chinese question over English docs: its glosses
+    for text, as_searched, hits in zip(texts, searched, results, strict=True):
+        also = {"searched_as": as_searched} if as_searched != text else {}
         if as_json:
-            print(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+            print(json.dumps({"query": text, **also, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
             continue
-        table = Table(title=f"[bold]{text}[/]", title_justify="left", show_lines=True, expand=True)
+        title = f"[bold]{escape(text)}[/]" + (f"\n[dim]searched as: {escape(as_searched)}[/]" if also else "")
+        table = Table(title=title, title_justify="left", show_lines=True, expand=True)
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("score", justify="right", no_wrap=True)
         table.add_column("source / section", ratio=1, overflow="fold")
@@ -870,7 +873,7 @@ def status(
         table.add_row("documents", str(st.documents))
         table.add_row("chunks", str(st.chunks))
         table.add_row("embedding", f"{st.model} ({st.dim} dims)")
-        table.add_row("search", "dense + BM25 (hybrid)" if st.bm25 else "dense only")
+        table.add_row("search", f"dense + BM25 ({st.analyzer} analyzer)" if st.bm25 else "dense only")
         from askdocs.chunk import describe_fingerprint
 
         table.add_row("chunking", describe_fingerprint(st.chunking) if st.chunking else "-")

@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     collection: str = Field("askdocs", description="Milvus collection that holds the chunks.")
     index_type: str = Field("AUTOINDEX", description="Dense vector index type (AUTOINDEX, HNSW, IVF_FLAT, FLAT...).")
     metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="Dense vector metric.")
+    bm25_analyzer: Literal["auto", "standard", "jieba"] = Field(
+        "auto",
+        description=(
+            "BM25 analyzer of a new collection.  standard: words between spaces and punctuation, a run of "
+            "Chinese is one token.  jieba: Chinese split into words, English much as standard does.  auto: "
+            "jieba when the first chunks ingested are mostly Chinese, else standard (jieba was a little "
+            "worse on English, benchmarks/results/analyzers.md).  A collection keeps the one it was built with."
+        ),
+    )
+    query_translation: Literal["auto", "off", "dictionary"] = Field(
+        "auto",
+        description=(
+            "Chinese questions over documents that are not Chinese: dictionary searches with an English "
+            "query glossed word by word (jieba + CC-CEDICT, askdocs/translate.py); auto does so when the "
+            "collection's documents are not mostly Chinese; off searches with the question as asked."
+        ),
+    )
     milvus_retry_seconds: float = Field(
         30.0,
         ge=0,

@@ -84,6 +84,20 @@ def rare_words(question: str, pieces: Callable[[str], int] | None = None) -> lis
     return sorted(out)
 
 
+def missing_names(question: str, hits: Sequence[Hit]) -> int:
+    """Capitalised words after the first (names: Flink, Airflow, Vercel, Swarm, FIPS) that no retrieved chunk
+    contains.  The corpus may use the word elsewhere ("Spring" in a season, "Kernel" in an OS page), so
+    ``unknown`` misses them; a question about a thing the documents cover retrieves a chunk that names it."""
+    first = re.match(r"\s*\S+", question)
+    rest = question[first.end() :] if first else question
+    names = {w.lower() for w in re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+", rest)} - _STOP
+    names |= set(re.findall(r"(?<![\w.])\d+(?![\d.]*\w)", rest))  # numbers: "10 million", "a 1 TB collection"
+    if not names:
+        return 0
+    found = set(re.findall(r"[a-z0-9]+", " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()))
+    return len(names - found)
+
+
 def features(
     question: str,
     hits: Sequence[Hit],
@@ -99,6 +113,7 @@ def features(
     found = content_words(" ".join(f"{h.title} {h.section} {h.text}" for h in hits))
     rare = rare_words(question, pieces)
     unknown = sum(not k for k in known(rare)) if known is not None and rare else 0
+    unknown = max(unknown, missing_names(question, hits))  # one missing name counted once
     return {
         "unknown": float(unknown),
         "top_hit": max((h.score for h in hits), default=0.0),

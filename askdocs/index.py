@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from askdocs import identity
-from askdocs.chunk import Chunker
+from askdocs import identity, translate
+from askdocs.chunk import Chunker, cjk_share
 from askdocs.config import Settings, load_settings
 from askdocs.embed import Embedder, canonical_model, default_backend, default_model, make_embedder
 from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
+from askdocs.refusal import is_chinese
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
 from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore
+
+#: ``bm25_analyzer = "auto"`` picks jieba when at least this share of the first chunks' content is CJK.
+CJK_ANALYZER_SHARE = 0.5
 
 
 @dataclass
@@ -43,6 +47,7 @@ class IndexStatus:
     documents: int = 0
     chunks: int = 0
     bm25: bool = False
+    analyzer: str | None = None  # the BM25 analyzer (standard or jieba)
     size_bytes: int | None = None
     chunking: str | None = None
     other_collections: list[str] = field(default_factory=list)
@@ -190,10 +195,20 @@ class Index:
             self._chunker = Chunker(s.chunk_size, s.chunk_overlap, s.chunk_unit, length)
         return self._chunker
 
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, texts: Sequence[str] = ()) -> None:
+        """Create the collection if absent; ``texts`` (the first chunks) choose the ``auto`` BM25 analyzer."""
         emb = self.embedder()
+        analyzer = self.settings.bm25_analyzer
+        if analyzer == "auto":
+            analyzer = "jieba" if cjk_share(texts) >= CJK_ANALYZER_SHARE else "standard"
         self.store.create(
-            emb.model_name, emb.dimension, {"chunking": self.chunker().fingerprint, "embed_backend": emb.backend}
+            emb.model_name,
+            emb.dimension,
+            {
+                "chunking": self.chunker().fingerprint,
+                "embed_backend": emb.backend,
+                "analyzer": analyzer,
+            },
         )
         self._meta = None  # read again: the collection may be new
 
@@ -236,7 +251,20 @@ class Index:
         self.require_collection()
         self._check_model()
         s = self.settings
-        return self.retriever.search(list(queries), opts.replace(k=opts.k or s.top_k, mode=opts.mode or s.search_mode))
+        queries = [self.search_query(q) for q in queries]
+        return self.retriever.search(queries, opts.replace(k=opts.k or s.top_k, mode=opts.mode or s.search_mode))
+
+    def search_query(self, question: str) -> str:
+        """What to search for: a Chinese question over documents that are not Chinese, glossed into English
+        (``query_translation``, askdocs/translate.py); every other question as it is."""
+        mode = self.settings.query_translation
+        if mode == "off" or not is_chinese(question):
+            return question
+        if mode == "auto":
+            meta = self.meta() or {}
+            if meta.get("analyzer") == "jieba" or not translate.available():  # Chinese documents: ask in Chinese
+                return question
+        return translate.translate(question)
 
     def search(self, query: str, options: SearchOptions | None = None, /, **fields: Any) -> list[Hit]:
         return self.search_many([query], options, **fields)[0]
@@ -290,6 +318,7 @@ class Index:
         st.documents = len(states)
         st.chunks = sum(x.chunks for x in states.values())
         st.bm25 = self.store.supports_bm25
+        st.analyzer = meta.get("analyzer", "standard") if st.bm25 else None
         if s.is_lite and st.chunks > LITE_CHUNK_LIMIT:
             st.warning = (
                 f"{st.chunks:,} chunks is past the {LITE_CHUNK_LIMIT:,} up to which Milvus Lite was measured to answer "

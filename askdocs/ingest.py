@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -289,7 +289,7 @@ class Ingestor:
         store: MilvusStore,
         chunker: Callable[[], Chunker],
         embedder: Callable[[], Embedder],
-        ensure_collection: Callable[[], None],
+        ensure_collection: Callable[[Sequence[str]], None],
         batch_size: int = 256,
         progress: ProgressSink | None = None,
         pdf_max_inflated: int = MAX_PDF_INFLATED_BYTES,
@@ -443,7 +443,7 @@ class Ingestor:
             if not self._collection_ready:
                 with self._time("model"):  # first batch: load the model and create the collection
                     self._embedder().warm_up()
-                    self._ensure_collection()
+                    self._ensure_collection([c.text for c in batch])
                 self._collection_ready = True
             with self._time("embed"):
                 vectors = self._embed(batch)

@@ -140,6 +140,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--milvus-db", default="/work/dbs/milvus.db")
     ap.add_argument("--pg-db", default="/work/dbs/pg.db")
+    ap.add_argument("--milvus-collection", default="askdocs")
+    ap.add_argument("--pg-collection", default="askdocs")
     ap.add_argument("--qa", default=str(ROOT.parent / "shared" / "qa"))
     ap.add_argument("--backends", default="extractive,none," + ",".join(LOCAL_VARIANTS))
     ap.add_argument("--limit", type=int, default=0, help="questions per set (0: all), for a quick run")
@@ -149,12 +151,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "answers"))
     args = ap.parse_args()
 
-    corpora = {"milvus": (args.milvus_db, "milvus-dev"), "postgresql": (args.pg_db, "postgresql-dev")}
+    corpora = {
+        "milvus": (args.milvus_db, "milvus-dev", args.milvus_collection),
+        "postgresql": (args.pg_db, "postgresql-dev", args.pg_collection),
+    }
     backends = [b for b in args.backends.split(",") if b]
     results: dict[str, Any] = {"backends": backends, "corpora": {}}
     all_rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     answerers: dict[str, Answerer] = {}
-    for corpus, (db, stem) in corpora.items():
+    for corpus, (db, stem, collection) in corpora.items():
         if not Path(db).exists():
             print(f"skip {corpus}: {db} missing")
             continue
@@ -164,7 +169,7 @@ def main() -> None:
         qs = [q for q in qs if q.get("lang", "en") == "en"]
         if args.limit:
             qs = [q for q in qs if q["answerable"]][: args.limit] + [q for q in qs if not q["answerable"]][: args.limit]
-        index = Index(milvus_uri=db)
+        index = Index(milvus_uri=db, collection=collection)
         print(f"{corpus}: {len(qs)} questions")
         for b in backends:
             sub = qs

@@ -37,6 +37,13 @@ def test_questions_find_their_page(zh_index: Index, question: str, gold: str, mo
     assert hits[0].source.endswith(gold), [(h.source, h.section) for h in hits]
 
 
+@pytest.mark.parametrize(("question", "gold"), QUESTIONS[:3])
+def test_chinese_questions_find_their_page_by_keywords(zh_index: Index, question: str, gold: str) -> None:
+    """BM25 alone, through the jieba analyzer: Chinese words are keywords, not one token per sentence."""
+    hits = zh_index.search(question, k=3, mode="bm25")
+    assert hits and hits[0].source.endswith(gold), [(h.source, h.section) for h in hits]
+
+
 def test_collection_records_the_multilingual_model(zh_index: Index) -> None:
     status = zh_index.status()
     assert (status.model, status.dim) == (CPU_MULTILINGUAL_MODEL, 384)

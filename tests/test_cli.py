@@ -174,6 +174,9 @@ def test_version_help_defaults_and_any_case_modes(cli_env: str, docs: Path) -> N
     assert res.exit_code == 0 and res.output.strip() == f"askdocs {version('askdocs')}"
     res = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
     assert "[env: ASKDOCS_TOP_K] [default: 5]" in res.output and "[default: hybrid]" in res.output
+    for command in ("ingest", "search", "ask", "chat", "serve", "eval", "mcp"):  # no pydantic internals shown
+        res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "Undefined" not in res.output, (command, res.output)
     assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
     res = runner.invoke(app, ["search", "--mode", "BM25", "--json", "-k", "1", "HNSW graph"])
     assert res.exit_code == 0, res.output

@@ -281,6 +281,17 @@ def test_agreement_of_dense_and_bm25_documents() -> None:
     assert agreement([], ["a"]) == {"agree_top": 0.0, "agree5": 0.0}
 
 
+def test_missing_names_and_numbers_in_the_retrieved_chunks() -> None:
+    from askdocs.evidence import missing_names
+    from askdocs.store import Hit
+
+    hits = [Hit("1", 1.0, "a.md", "Milvus Backup", "Overview", "Milvus Backup copies a collection in 2 steps.")]
+    assert missing_names("How does Milvus Backup copy a collection?", hits) == 0
+    assert missing_names("Does Milvus Backup run on Docker Swarm?", hits) == 2  # docker, swarm
+    assert missing_names("How long does a 1 TB collection take, in 2 steps?", hits) == 2  # 1 and TB
+    assert missing_names("What does Backup do?", hits) == 0  # the first word is capitalised anyway
+
+
 def test_extractive_quotes_only_the_best_supported_document() -> None:
     from askdocs.evidence import Evidence, Scored
     from askdocs.generate.extractive import select

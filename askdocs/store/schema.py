@@ -28,7 +28,30 @@ ENGLISH_STOP_WORDS = (  # noqa: SIM905 - one line of words reads better than 33 
     "a an and are as at be but by for if in into is it no not of on or such that the their then there "
     "these they this to was will with"
 ).split()
-ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": ENGLISH_STOP_WORDS}]}
+#: Chinese function words and question words: in "HNSW的参数是什么意思" only HNSW and 参数 carry meaning.
+CHINESE_STOP_WORDS = (  # noqa: SIM905
+    "的 了 着 过 和 与 及 或 而 是 在 有 也 都 就 对 中 为 以 之 其 这 那 这个 那个 这些 那些 我 你 他 她 它 我们 "
+    "你们 他们 吗 呢 吧 啊 呀 如何 怎么 怎样 怎么样 什么 哪些 哪个 哪里 为什么 是否 能否 可以 能 会 要 把 被 将 从 "
+    "到 给 让 一个 一种 一些 进行 使用 用 时 时候 意思 请 问 多少 大约 大概"
+).split()
+#: The jieba tokenizer, unlike the standard one, also emits the spaces and punctuation between words.
+PUNCTUATION = list(" \t\n\r!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + list("，。、：；！？（）【】「」『』《》“”‘’…—·")
+ANALYZERS: dict[str, dict[str, Any]] = {
+    # Unicode word boundaries: right for English and other space-separated scripts; a run of Chinese
+    # characters is one token, so Chinese text and questions find next to nothing.
+    "standard": {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": ENGLISH_STOP_WORDS}]},
+    # jieba splits Chinese into words and English on spaces and punctuation, as the standard tokenizer
+    # does: one analyzer serves Chinese documents, English documents, and Chinese questions about
+    # English documents (whose identifiers, HNSW or efConstruction, it still matches).
+    "jieba": {
+        "tokenizer": "jieba",
+        "filter": [
+            "lowercase",
+            {"type": "stop", "stop_words": ENGLISH_STOP_WORDS + CHINESE_STOP_WORDS + PUNCTUATION},
+        ],
+    },
+}
+ANALYZER = ANALYZERS["standard"]
 OUTPUT_FIELDS = ["text", "source", "root", "title", "section", "chunk_index", "start", "end", "search_text"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535
@@ -132,6 +155,9 @@ class Schema:
                 self.conn.uri,
             )
         meta = {"model": model, "dim": dim, "schema": SCHEMA_VERSION, **(extra or {})}
+        analyzer = ANALYZERS[meta.setdefault("analyzer", "standard")] if bm25 else None
+        if not bm25:
+            meta.pop("analyzer", None)
         # Also in the description: Milvus Lite 2.5 accepts collection properties but does not keep them.
         schema = MilvusClient.create_schema(
             auto_id=False, enable_dynamic_field=False, description=f"{META_KEY} {json.dumps(meta)}"
@@ -140,7 +166,7 @@ class Schema:
         schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
         if bm25:
             schema.add_field(
-                "search_text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True, analyzer_params=ANALYZER
+                "search_text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True, analyzer_params=analyzer
             )
         else:
             schema.add_field("search_text", DataType.VARCHAR, max_length=MAX_TEXT)

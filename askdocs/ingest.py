@@ -363,9 +363,7 @@ class Ingestor:
         seen: set[DocKey] = set()
         work: list[tuple[SourceFile, DocState | None]] = []
         for file in found.files:
-            key = (str(file.root), file.source)
-            if key in seen:  # the same root twice (e.g. a folder and a glob inside it)
-                continue
+            key = (str(file.root), file.source)  # unique: discover() yields each real file once
             seen.add(key)
             others = holders.get(file.source, set()) - {key[0]}
             if others or claimed.setdefault(file.source, key[0]) != key[0]:
@@ -383,7 +381,7 @@ class Ingestor:
             writer.close()
         if prune:  # only documents of the folders given: another folder's, same paths or not, stay
             dir_roots = {str(r) for r in found.dir_roots}
-            for (root, source), _ in states.items():
+            for root, source in states:
                 if root in dir_roots and (root, source) not in seen:
                     self.store.delete_source(root, source)
                     self.report.removed += 1

@@ -109,9 +109,15 @@ def has_words(text: str) -> bool:
     return any(c.isalnum() for c in text)
 
 
-def chunk_id(source: str, doc_hash: str, index: int) -> str:
-    """Deterministic primary key: the same file version always yields the same ids."""
-    return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
+def chunk_id(source: str, doc_hash: str, index: int, root: str | None = None) -> str:
+    """Deterministic primary key: the same file version always yields the same ids.
+
+    ``root`` is given only for a document whose source another root already holds (ingest decides,
+    see ``Ingestor``): two identical ``readme.md`` files in two folders then get different ids, while every
+    id of a collection where no source is shared stays what it always was (no re-embedding to upgrade).
+    """
+    key = f"{source}\x00{doc_hash}\x00{index}" if root is None else f"{root}\x00{source}\x00{doc_hash}\x00{index}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def describe_fingerprint(fingerprint: str) -> str:

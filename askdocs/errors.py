@@ -41,6 +41,12 @@ class CollectionNotFoundError(NotFoundError):
     """The collection does not exist (yet): nothing has been ingested into it."""
 
 
+class AmbiguousNameError(BadInputError):
+    """A document name that several documents answer to (one source under two roots): the message lists them."""
+
+    status = 409
+
+
 class DocumentNotFoundError(NotFoundError):
     """No document with that source is in the index."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from askdocs import translate
+from askdocs import identity, translate
 from askdocs.chunk import Chunker, cjk_share
 from askdocs.config import Settings, load_settings
 from askdocs.embed import Embedder, canonical_model, default_backend, default_model, make_embedder
@@ -21,7 +21,7 @@ from askdocs.errors import CollectionNotFoundError
 from askdocs.ingest import Ingestor, IngestReport, ProgressSink
 from askdocs.refusal import is_chinese
 from askdocs.retrieve import Reranker, Retriever, SearchOptions
-from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore, literal
+from askdocs.store import LITE_CHUNK_LIMIT, Hit, MilvusStore
 
 #: ``bm25_analyzer = "auto"`` picks jieba when at least this share of the first chunks' content is CJK.
 CJK_ANALYZER_SHARE = 0.5
@@ -29,11 +29,12 @@ CJK_ANALYZER_SHARE = 0.5
 
 @dataclass
 class DocumentInfo:
-    source: str
+    source: str  # the name shown and accepted by ``delete``: ``path``, or ``colA/path`` where roots share it
     title: str
     chunks: int
-    root: str
+    root: str  # the folder it was ingested from
     complete: bool
+    path: str = ""  # its path relative to ``root`` (what filters on ``source`` match)
 
 
 @dataclass
@@ -269,21 +270,29 @@ class Index:
         return self.search_many([query], options, **fields)[0]
 
     def documents(self) -> list[DocumentInfo]:
+        """Every document, by name (``askdocs.identity``: a source two roots hold is shown with its root)."""
         states = self.store.document_states()
-        out = []
-        for st in sorted(states.values(), key=lambda s: s.source):
-            out.append(DocumentInfo(st.source, st.title, st.chunks, st.root, any(st.complete(h) for h in st.versions)))
-        return out
+        shown = identity.names(states)
+        out = [
+            DocumentInfo(shown[key], st.title, st.chunks, st.root, any(st.complete(h) for h in st.versions), st.source)
+            for key, st in states.items()
+        ]
+        return sorted(out, key=lambda d: (d.source, d.root))
 
-    def delete(self, source: str) -> int:
-        """Remove one document (by its source path) from the index; returns the chunks removed."""
+    def delete(self, name: str) -> int:
+        """Remove one document from the index; returns the chunks removed (0: no such document).
+
+        ``name`` is the name ``documents`` and search results show, its bare source while no other root
+        holds it, or the file's full path.  A bare source that two roots hold is refused
+        (``AmbiguousNameError``) with the names of both, never guessed.
+        """
         states = self.store.document_states()
-        st = states.get(source)
-        if st is None:
+        key = identity.pick(name, states)
+        if key is None:
             return 0
-        self.store.delete(f"source == {literal(source)}")
+        self.store.delete_source(*key)
         self.store.flush()
-        return st.chunks
+        return states[key].chunks
 
     def reset(self) -> bool:
         """Drop the collection (e.g. to re-index with another embedding model)."""

@@ -24,15 +24,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from askdocs.chunk import Chunk, Chunker
+from askdocs.chunk import Chunk, Chunker, chunk_id
 from askdocs.clean import clean
 from askdocs.embed import Embedder
 from askdocs.errors import AskdocsError, LoadError, StoreError
+from askdocs.identity import DocKey
 from askdocs.load import (
     FORMATS,
     MAX_FILE_BYTES,
@@ -305,7 +306,8 @@ class Ingestor:
         self.report = IngestReport()
         self._time = partial(_timed, self.report.stages)
         self._pending: deque[Chunk] = deque()
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[DocKey, _Plan] = {}
+        self._qualified: set[DocKey] = set()  # documents whose chunk ids take their root in (``chunk_id``)
         self._collection_ready = False
         self._writer: _Writer | None = None
         self._explicit: set[str] = set()
@@ -351,20 +353,22 @@ class Ingestor:
         with self._time("read_state"):
             states = self.store.document_states()
         self.progress.start(len(found.files))
-        seen: dict[str, SourceFile] = {}
+        # A document is its (root, source): colA/readme.md and colB/readme.md are two.  Chunk ids keep their
+        # old form (source, version, index) for the first root to hold a source, and take the root in as
+        # well for any other (``chunk_id``), so a collection with no shared source keeps every id it had.
+        holders: dict[str, set[str]] = {}
+        for root, source in states:
+            holders.setdefault(source, set()).add(root)
+        claimed: dict[str, str] = {}  # source -> the root whose ids are unqualified in this run
+        seen: set[DocKey] = set()
         work: list[tuple[SourceFile, DocState | None]] = []
         for file in found.files:
-            first = seen.get(file.source)
-            if first is not None:  # two roots hold the same relative path: one identity, two files
-                self._fail(
-                    str(file.path),
-                    f"same source path {file.source!r} as {first.path}; ingest their common parent folder, "
-                    "or the other folder into another --collection",
-                )
-                self.progress.file_done(file.source)
-                continue
-            seen[file.source] = file
-            work.append((file, states.get(file.source)))
+            key = (str(file.root), file.source)  # unique: discover() yields each real file once
+            seen.add(key)
+            others = holders.get(file.source, set()) - {key[0]}
+            if others or claimed.setdefault(file.source, key[0]) != key[0]:
+                self._qualified.add(key)
+            work.append((file, states.get(key)))
         self._chunker()  # built here, not lazily on the reader thread (token sizing loads the model)
         self._writer = _Writer()
         try:
@@ -375,11 +379,11 @@ class Ingestor:
         finally:
             writer, self._writer = self._writer, None
             writer.close()
-        if prune:
+        if prune:  # only documents of the folders given: another folder's, same paths or not, stay
             dir_roots = {str(r) for r in found.dir_roots}
-            for source, st in states.items():
-                if st.root in dir_roots and source not in seen:
-                    self.store.delete_source(source)
+            for root, source in states:
+                if root in dir_roots and (root, source) not in seen:
+                    self.store.delete_source(root, source)
                     self.report.removed += 1
         if self._collection_ready or self.report.removed or self.report.updated:
             with self._time("flush"):
@@ -409,22 +413,26 @@ class Ingestor:
         if p.error is not None:
             self._fail(str(file.path), p.error)
             return
+        root = str(file.root)
         if not p.chunks:  # the stored version is complete
             assert state is not None
             if set(state.versions) == {version}:
                 self.report.unchanged += 1
             else:  # a crash left an old version behind the complete new one
-                self._store(partial(self.store.delete_source, file.source, keep_hash=version))
+                self._store(partial(self.store.delete_source, root, file.source, keep_hash=version))
                 self.report.updated += 1
             return
         if state is not None and version in state.versions:  # a half-written copy of this version
-            self._store(partial(self.store.delete_source, file.source, only_hash=version))
+            self._store(partial(self.store.delete_source, root, file.source, only_hash=version))
         if state is None:
             self.report.added += 1
         else:
             self.report.updated += 1
-        self._plans[file.source] = _Plan(file.source, version, len(p.chunks), state is not None)
-        self._pending.extend(p.chunks)
+        chunks = p.chunks
+        if (root, file.source) in self._qualified:
+            chunks = [replace(c, id=chunk_id(c.source, c.doc_hash, c.index, root=c.root)) for c in chunks]
+        self._plans[(root, file.source)] = _Plan(file.source, version, len(chunks), state is not None)
+        self._pending.extend(chunks)
         self._drain()
 
     def _drain(self, final: bool = False) -> None:
@@ -446,10 +454,10 @@ class Ingestor:
         self.report.chunks += len(batch)
         self.progress.chunks_written(len(batch))
         for c in batch:
-            plan = self._plans[c.source]
+            plan = self._plans[(c.root, c.source)]
             plan.remaining -= 1
             if plan.remaining == 0:
                 if plan.drop_other_versions:
                     with self._time("write"):
-                        self.store.delete_source(c.source, keep_hash=plan.doc_hash)
-                del self._plans[c.source]
+                        self.store.delete_source(c.root, c.source, keep_hash=plan.doc_hash)
+                del self._plans[(c.root, c.source)]

@@ -42,6 +42,7 @@ from askdocs.embed import Embedder, make_embedder
 from askdocs.embed_remote import BACKEND as REMOTE
 from askdocs.embed_remote import remote_embedder
 from askdocs.errors import AskdocsError, LoadError
+from askdocs.identity import DocKey
 from askdocs.ingest import Ingestor, IngestReport, Prepared, prepare_file
 from askdocs.load import SourceFile, content_hash, read_bytes
 from askdocs.store import DocState
@@ -157,7 +158,7 @@ class RayIngestor(Ingestor):
         super().__init__(*args, **kwargs)
         self.settings = settings
         self.address = address
-        self._vectors: dict[str, np.ndarray] = {}
+        self._vectors: dict[tuple[str, str, int], np.ndarray] = {}  # (root, source, chunk index) -> vector
         self._started = False
         #: documents embedded per Ray node id: where the actors ran
         self.nodes: Counter[str] = Counter()
@@ -208,7 +209,7 @@ class RayIngestor(Ingestor):
                 "use --embed-backend torch"
             )
         chunker = self._chunker()
-        states = {f.source: st for f, st in todo}
+        states = {(str(f.root), f.source): st for f, st in todo}
         items = [{"path": str(f.path), "root": str(f.root), "source": f.source, "fmt": f.fmt} for f, _ in todo]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * pool)))
         # Tasks of their own (half a CPU each, so Ray does not fuse them into the actors): reading and
@@ -234,17 +235,17 @@ class RayIngestor(Ingestor):
             cause = str(exc).strip().splitlines()
             raise AskdocsError(f"the Ray ingest failed: {cause[-1] if cause else type(exc).__name__}") from None
 
-    def _results(self, ds: Any, states: dict[str, DocState | None]) -> Iterator[Prepared]:
+    def _results(self, ds: Any, states: dict[DocKey, DocState | None]) -> Iterator[Prepared]:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for payload, node in zip(batch["payload"], batch["node"], strict=True):
                 prepared, vectors, stages = pickle.loads(payload)
-                prepared.state = states[prepared.file.source]
+                prepared.state = states[(str(prepared.file.root), prepared.file.source)]
                 for name, sec in stages.items():
                     self.report.stages[f"ray_{name}"] = self.report.stages.get(f"ray_{name}", 0.0) + sec
-                for chunk, vec in zip(prepared.chunks, vectors, strict=True):
-                    self._vectors[chunk.id] = vec
+                for chunk, vec in zip(prepared.chunks, vectors, strict=True):  # by document, not id: see _accept
+                    self._vectors[(chunk.root, chunk.source, chunk.index)] = vec
                 self.nodes[str(node)] += 1
                 yield prepared
 
     def _embed(self, batch: list[Chunk]) -> object:
-        return np.stack([self._vectors.pop(c.id) for c in batch])
+        return np.stack([self._vectors.pop((c.root, c.source, c.index)) for c in batch])

@@ -167,7 +167,8 @@ def build_mcp(settings: Settings | None = None, tools: Tools | None = None, **se
 
     @app.tool()
     def list_documents() -> list[dict[str, Any]]:
-        """List the indexed documents: source path (the name `search` results use), title and chunk count."""
+        """List the indexed documents: source path (the name `search` results use; a path that two ingested
+        folders both hold is shown behind its folder's name, e.g. colA/readme.md), title and chunk count."""
         with _tool_errors():
             docs = parts.documents()
         return [{"source": d.source, "title": d.title, "chunks": d.chunks} for d in docs]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, model_validator
 
+from askdocs import identity
 from askdocs.chunk import search_text
 from askdocs.config import SEARCH_MODES, SearchMode
 from askdocs.embed import Embedder
@@ -118,12 +119,32 @@ class Retriever:
         if k is None or mode is None:
             raise ValueError("Retriever.search needs k and mode; Index.search_many fills in the defaults")
         if self.reranker is None or not queries:
-            return self._search(queries, k, mode, expr, timings)
+            return self._named(self._search(queries, k, mode, expr, timings), timings)
         first = self._search(queries, max(k, self.rerank_candidates), mode, expr, timings)
         start = time.perf_counter()
         hits = self.reranker.rerank(queries, first, k)
         if timings is not None:
             timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - start
+        return self._named(hits, timings)
+
+    def _named(self, hits: list[list[Hit]], timings: dict[str, float] | None) -> list[list[Hit]]:
+        """Hits whose source another root holds too get the name that tells them apart (``askdocs.identity``).
+
+        One small query for the whole batch (two where a source is shared); otherwise the hits come back as
+        they were.
+        """
+        sources = {h.source for hs in hits for h in hs}
+        if not sources:
+            return hits
+        start = time.perf_counter()
+        keys = {(r, s) for s, rs in self.store.roots_of(sorted(sources)).items() for r in rs}
+        keys |= {(h.root, h.source) for hs in hits for h in hs}
+        if maybe := identity.candidates(keys):  # some source is shared: which longer names are taken
+            taken = {s for s, rs in self.store.roots_of(sorted(maybe)).items() if rs}
+            shown = identity.names(keys, taken)
+            hits = [[dataclasses.replace(h, source=shown[(h.root, h.source)]) for h in hs] for hs in hits]
+        if timings is not None:
+            timings["search"] = timings.get("search", 0.0) + time.perf_counter() - start
         return hits
 
     def _search(

@@ -267,3 +267,23 @@ def test_soup_and_unclosed_comment_beside_good_files(cli_env: str, tmp_path: Pat
     assert all("no text" in f["reason"] for f in report["failures"])
     res = runner.invoke(app, ["search", "scaly mammal", "--json", "-k", "1"])
     assert json.loads(res.stdout)["results"][0]["source"] == "a.md"
+
+
+def test_same_file_name_in_two_folders_is_shown_and_deleted_by_name(cli_env: str, tmp_path: Path) -> None:
+    for name, word in (("colA", "aardvark"), ("colB", "badger")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "readme.md").write_text(f"# Readme\n\nThe {word} ledger lists every release.\n")
+        assert runner.invoke(app, ["ingest", str(tmp_path / name), "--quiet"]).exit_code == 0
+    res = runner.invoke(app, ["documents", "--json"])
+    assert sorted(json.loads(x)["source"] for x in res.stdout.splitlines()) == ["colA/readme.md", "colB/readme.md"]
+    res = runner.invoke(app, ["search", "ledger release", "--json", "--mode", "bm25"])
+    assert sorted(r["source"] for r in json.loads(res.stdout)["results"]) == ["colA/readme.md", "colB/readme.md"]
+    res = runner.invoke(app, ["delete", "readme.md"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert (
+        len(res.output.strip().splitlines()) == 1 and "colA/readme.md" in res.output and "colB/readme.md" in res.output
+    )
+    res = runner.invoke(app, ["delete", "colA/readme.md"])
+    assert res.exit_code == 0 and "deleted colA/readme.md" in res.output
+    res = runner.invoke(app, ["documents", "--json"])
+    assert [json.loads(x)["source"] for x in res.stdout.splitlines()] == ["readme.md"]

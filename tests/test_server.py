@@ -222,6 +222,26 @@ def test_upload_then_search_then_delete(http: httpx.Client) -> None:
     assert hits[0]["source"] != "zorb notes.md"
 
 
+def test_documents_of_the_same_name_from_two_folders(http: httpx.Client, corpus: Path) -> None:
+    """A served folder's quickstart.md and an uploaded quickstart.md are two documents, named apart."""
+    r = http.post("/api/ingest", json={"paths": [str(corpus / "getstarted")]})
+    assert wait_job(http, r.json()["job"])["report"]["added"] == 2
+    text = b"# Quickstart\n\nThe uploaded quickstart mentions the wombat installer.\n"
+    r = http.post("/api/ingest", files=[("files", ("quickstart.md", text, "text/markdown"))])
+    assert wait_job(http, r.json()["job"])["state"] == "done"
+    docs = {d["source"]: d for d in http.get("/api/documents").json()["documents"]}
+    assert {"docs/getstarted/quickstart.md", "uploads/quickstart.md", "getstarted/quickstart.md"} <= docs.keys()
+    assert docs["uploads/quickstart.md"]["path"] == "quickstart.md"
+    hits = http.post("/api/search", json={"query": "wombat installer", "k": 1, "mode": "bm25"}).json()["results"]
+    assert hits[0]["source"] == "uploads/quickstart.md"
+    r = http.delete("/api/documents/quickstart.md")
+    assert r.status_code == 409 and "docs/getstarted/quickstart.md" in r.text and "uploads/quickstart.md" in r.text
+    assert http.delete("/api/documents/uploads/quickstart.md").status_code == 200
+    assert http.delete("/api/documents/quickstart.md").status_code == 200  # one left: its bare name is enough
+    assert http.delete("/api/documents/milvus_lite.md").status_code == 200
+    assert http.get("/api/info").json()["documents"] == 3
+
+
 def test_one_bad_file_does_not_reject_the_upload(http: httpx.Client, tmp_path: Path) -> None:
     from office_files import make_docx
 

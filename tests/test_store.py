@@ -76,10 +76,13 @@ def test_search_makes_one_engine_call_per_route(make_index, docs: Path) -> None:
         setattr(client, name, spy)
     index.settings.fusion = "rrf"
     index.retriever.dense_weight = None
-    for mode, expected in (("dense", ["search"]), ("bm25", ["search"]), ("hybrid", ["hybrid_search"])):
+    # One call for the route, and one small query asking which roots hold the hits' sources, so that a source
+    # two folders share is shown with its folder (askdocs.identity): 1.3 ms against a 5.4 ms hybrid search at
+    # 22.5k chunks, 2.4 ms against 34 ms at 100k (this machine, loaded).  Metadata is never asked again.
+    for mode, route in (("dense", "search"), ("bm25", "search"), ("hybrid", "hybrid_search")):
         calls.clear()
         assert index.search("HNSW graph", mode=mode)
-        assert calls == expected, (mode, calls)
+        assert calls == [route, "query"], (mode, calls)
 
 
 def test_a_file_open_in_another_process_is_named(tmp_path: Path) -> None:

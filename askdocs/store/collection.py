@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from askdocs.errors import StoreError
+from askdocs.identity import DocKey
 from askdocs.store.connection import RETRY_SECONDS, Connection
 from askdocs.store.schema import Schema
 from askdocs.store.search import Hit, Searcher
@@ -96,14 +97,17 @@ class MilvusStore:
     def delete(self, expr: str) -> None:
         self._fresh(self.writer.delete, expr)
 
-    def delete_source(self, source: str, keep_hash: str | None = None, only_hash: str | None = None) -> None:
-        self._fresh(self.writer.delete_source, source, keep_hash, only_hash)
+    def delete_source(self, root: str, source: str, keep_hash: str | None = None, only_hash: str | None = None) -> None:
+        self._fresh(self.writer.delete_source, root, source, keep_hash, only_hash)
 
     def flush(self) -> None:
         self._fresh(self.writer.flush)
 
-    def document_states(self) -> dict[str, DocState]:
+    def document_states(self) -> dict[DocKey, DocState]:
         return self._fresh(self.writer.document_states)
+
+    def roots_of(self, sources: Sequence[str]) -> dict[str, set[str]]:
+        return self._fresh(self.writer.roots_of, sources)
 
     def count(self) -> int:
         return self._fresh(self.writer.count)

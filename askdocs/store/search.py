@@ -18,7 +18,7 @@ from askdocs.store.schema import OUTPUT_FIELDS, Schema
 class Hit:
     id: str
     score: float
-    source: str
+    source: str  # relative to ``root``; searches through ``Retriever`` give the shown name (askdocs.identity)
     title: str
     section: str
     text: str
@@ -26,6 +26,7 @@ class Hit:
     start: int = 0
     end: int = 0
     search_text: str = ""  # what was embedded and BM25-indexed (context + text): the reranker reads it
+    root: str = ""  # the folder the document was ingested from; ``source`` is relative to it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ def hits(results: Any, bm25: bool = False) -> list[list[Hit]]:
                     start=int(e["start"]),
                     end=int(e["end"]),
                     search_text=e.get("search_text") or "",
+                    root=e.get("root") or "",
                 )
             )
         out.append(row)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from askdocs.identity import DocKey
 from askdocs.store.connection import Connection
 from askdocs.store.schema import MAX_TEXT, STATE_FIELDS, Schema
 
@@ -28,7 +29,7 @@ def literal(value: str) -> str:
 
 @dataclass
 class DocState:
-    """What the collection holds for one source: chunk indexes per stored version."""
+    """What the collection holds for one document (a source under a root): chunk indexes per stored version."""
 
     source: str
     root: str = ""
@@ -92,8 +93,9 @@ class Writer:
 
         self.conn.retrying(op)
 
-    def delete_source(self, source: str, keep_hash: str | None = None, only_hash: str | None = None) -> None:
-        expr = f"source == {literal(source)}"
+    def delete_source(self, root: str, source: str, keep_hash: str | None = None, only_hash: str | None = None) -> None:
+        """Delete one document's rows (or some versions of them); a document is its (root, source)."""
+        expr = f"root == {literal(root)} and source == {literal(source)}"
         if keep_hash is not None:
             expr += f" and doc_hash != {literal(keep_hash)}"
         if only_hash is not None:
@@ -103,13 +105,13 @@ class Writer:
     def flush(self) -> None:
         self.conn.call("flush", self.collection)
 
-    def document_states(self) -> dict[str, DocState]:
-        """Every stored chunk's (source, version, index), grouped by source."""
+    def document_states(self) -> dict[DocKey, DocState]:
+        """Every stored chunk's (root, source, version, index), grouped by document: (root, source)."""
         if not self.schema.exists():
             return {}
 
-        def op(retry: bool) -> dict[str, DocState]:  # a retry reads everything again
-            states: dict[str, DocState] = {}
+        def op(retry: bool) -> dict[DocKey, DocState]:  # a retry reads everything again
+            states: dict[DocKey, DocState] = {}
             self.schema.ensure_loaded()
             iterator = self.conn.connected().query_iterator(
                 self.collection, batch_size=8192, filter="", output_fields=STATE_FIELDS
@@ -117,9 +119,10 @@ class Writer:
             try:
                 while batch := iterator.next():
                     for row in batch:
-                        st = states.get(row["source"])
+                        key = (row["root"], row["source"])
+                        st = states.get(key)
                         if st is None:
-                            st = states[row["source"]] = DocState(row["source"], row["root"], row["title"])
+                            st = states[key] = DocState(row["source"], row["root"], row["title"])
                         st.versions.setdefault(row["doc_hash"], []).append(int(row["chunk_index"]))
                         st.expected[row["doc_hash"]] = int(row["n_chunks"])
             finally:
@@ -128,6 +131,26 @@ class Writer:
             return states
 
         return self.conn.retrying(op)
+
+    def roots_of(self, sources: Sequence[str]) -> dict[str, set[str]]:
+        """The roots that hold each of ``sources``: one query on the documents' first chunks.
+
+        Search results are named by it (``askdocs.identity``): a source held by two roots is shown with
+        its root.  Asking for the hits' sources only keeps it one small query, whatever the collection's size.
+        """
+        wanted = sorted(set(sources))
+        if not wanted:
+            return {}
+        expr = f"source in [{', '.join(literal(s) for s in wanted)}] and chunk_index == 0"
+
+        def op(retry: bool) -> list[dict]:
+            self.schema.ensure_loaded()
+            return self.conn.connected().query(self.collection, filter=expr, output_fields=["source", "root"])
+
+        out: dict[str, set[str]] = {s: set() for s in wanted}
+        for row in self.conn.retrying(op):
+            out[row["source"]].add(row["root"])
+        return out
 
     def count(self) -> int:
         if not self.schema.exists():

@@ -498,7 +498,7 @@ def _print_sources(answer: Any) -> None:
 
 def _print_passages(answer: Any) -> None:
     """The ``none`` backend's answer: the passages themselves, best first."""
-    for c in reversed(answer.contexts):
+    for c in answer.contexts:
         where = f"[bold][{c.n}][/] [cyan]{c.source}[/]" + (f" [dim]› {c.section}[/]" if c.section else "")
         out.print(where + f"  [dim]{c.score:.3f}[/]", highlight=False)
         out.print(" ".join(c.text.split()), highlight=False)

@@ -153,8 +153,8 @@ def build_mcp(settings: Settings | None = None, tools: Tools | None = None, **se
         """
         with _tool_errors():
             answer = parts.ask(question, SearchOptions(k=k))
-        # best first, as in `askdocs ask`; the n of each passage is the [n] the answer cites
-        contexts = sorted(answer.contexts, key=lambda c: -c.score)
+        # best first and numbered so, as in `askdocs ask`: the n of each passage is the [n] the answer cites
+        contexts = answer.contexts
         return {
             "answer": answer.answer,
             "citations": [{"n": c.n, "source": c.source, "section": c.section} for c in answer.citations],

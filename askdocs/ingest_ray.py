@@ -247,4 +247,6 @@ class RayIngestor(Ingestor):
                 yield prepared
 
     def _embed(self, batch: list[Chunk]) -> object:
-        return np.stack([self._vectors.pop(c.id) for c in batch])
+        vectors = np.stack([self._vectors.pop(c.id) for c in batch])
+        self.progress.chunks_embedded(len(batch))  # embedded on the actors already: counted as they arrive
+        return vectors

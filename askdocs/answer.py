@@ -98,7 +98,7 @@ class Answer:
     citations: list[Citation]
     """The documents the answer cites, in the order it first cites them."""
     contexts: list[Citation]
-    """Every document in the prompt, in prompt order (``contexts[i].n == i + 1``; the last is the best)."""
+    """Every document in the prompt, best first (``contexts[i].n == i + 1``; the prompt writes them best last)."""
     timings: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     query: str = ""

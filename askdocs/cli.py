@@ -299,25 +299,32 @@ def main(
 
 
 class _RichProgress:
-    """Files and chunks per second on a terminal; nothing when stderr is not one."""
+    """What ingest is doing, on a terminal: loading the embedding model, files read, chunks embedded (a bar
+    of its own, whose total grows as files are chunked), the final flush.  Nothing when stderr is not one.
 
-    def __init__(self, enabled: bool) -> None:
+    A stage change redraws at once: the display otherwise refreshes on a timer, and a flush or a model
+    load that ends between two ticks would never be seen to start."""
+
+    def __init__(self, enabled: bool, loading: str = "Loading embedding model …") -> None:
         self.enabled = enabled
-        self._progress = None
-        self._files = None
-        self._t0 = time.perf_counter()
-        self.chunks = 0
+        self.loading = loading
+        self._progress: Any = None
+        self._files: Any = None
+        self._chunks: Any = None
+        self._t0 = self._t_embed = time.perf_counter()
+        self.queued = 0
+        self.embedded = 0
 
     def __enter__(self) -> _RichProgress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("[bold]ingest"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("files"),
-                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[unit]}"),
+                TextColumn("[dim]{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 console=err,
                 transient=True,
@@ -329,24 +336,46 @@ class _RichProgress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def _rate(self) -> str:
-        dt = max(time.perf_counter() - self._t0, 1e-6)
-        done = self._progress.tasks[0].completed if self._progress and self._progress.tasks else 0
-        return f"{done / dt:.1f} files/s, {self.chunks} chunks ({self.chunks / dt:.0f}/s)"
+    @staticmethod
+    def _rate(done: float, since: float) -> str:
+        return f"{done / max(time.perf_counter() - since, 1e-6):.1f}/s"
 
     def start(self, total_files: int) -> None:
         self._t0 = time.perf_counter()
         if self._progress is not None:
-            self._files = self._progress.add_task("ingest", total=total_files, rate="")
+            self._files = self._progress.add_task("reading", total=total_files, unit="files", rate="")
+            self._chunks = self._progress.add_task("embedding", total=None, unit="chunks", rate="", visible=False)
 
     def file_done(self, source: str) -> None:
-        if self._progress is not None and self._files is not None:
-            self._progress.update(self._files, advance=1, rate=self._rate())
+        if self._files is not None:
+            done = self._progress.tasks[self._files].completed + 1
+            self._progress.update(self._files, completed=done, rate=self._rate(done, self._t0))
+
+    def stage(self, name: str) -> None:
+        if self._chunks is None:
+            return
+        if name == "model":
+            self._progress.update(self._chunks, description=self.loading, total=None, visible=True)
+        elif name == "embed":
+            self._t_embed = time.perf_counter()
+            self._progress.update(self._chunks, description="embedding", total=self.queued, visible=True)
+        elif name == "flush":
+            self._progress.update(self._chunks, description="Flushing …", visible=True)
+        self._progress.refresh()
+
+    def chunks_queued(self, n: int) -> None:
+        self.queued += n
+        if self._chunks is not None and self._progress.tasks[self._chunks].total is not None:
+            self._progress.update(self._chunks, total=self.queued)
+
+    def chunks_embedded(self, n: int) -> None:
+        self.embedded += n
+        if self._chunks is not None:
+            rate = self._rate(self.embedded, self._t_embed)  # from the end of the model load
+            self._progress.update(self._chunks, completed=self.embedded, rate=rate)
 
     def chunks_written(self, n: int) -> None:
-        self.chunks += n
-        if self._progress is not None and self._files is not None:
-            self._progress.update(self._files, rate=self._rate())
+        """Counted by the report; the bar shows chunks as they are embedded, the slow part."""
 
     def failed(self, path: str, reason: str) -> None:
         if self.enabled:
@@ -390,9 +419,17 @@ def ingest(
 
         with _index(settings) as index, errors():
             return watch_cli(index, paths, as_json=as_json, quiet=quiet, echo=err.print)
-    progress = _RichProgress(enabled=not quiet and not as_json and err.is_terminal)
-    with _index(settings) as index, progress, errors():
-        report = index.ingest(*paths, prune=prune, progress=progress)
+    with _index(settings) as index, errors():
+        enabled = not quiet and not as_json and err.is_terminal
+        loading = ""
+        if enabled:
+            loading = (
+                f"Connecting to the embedding server {settings.embed_url} …"
+                if settings.embed_url
+                else f"Loading embedding model {index.model_name} …"
+            )
+        with _RichProgress(enabled, loading) as progress:
+            report = index.ingest(*paths, prune=prune, progress=progress)
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -501,7 +538,7 @@ def _print_sources(answer: Any) -> None:
 
 def _print_passages(answer: Any) -> None:
     """The ``none`` backend's answer: the passages themselves, best first."""
-    for c in reversed(answer.contexts):
+    for c in answer.contexts:
         where = f"[bold][{c.n}][/] [cyan]{c.source}[/]" + (f" [dim]› {c.section}[/]" if c.section else "")
         out.print(where + f"  [dim]{c.score:.3f}[/]", highlight=False)
         out.print(" ".join(c.text.split()), highlight=False)

@@ -126,7 +126,7 @@ def features(
 
 
 def gather(question: str, hits: Sequence[Hit], embedder: object | None, known: Known | None = None) -> Evidence:
-    """Score every unit of ``hits`` (in prompt order: ``hits[i]`` is [i + 1]) against ``question``."""
+    """Score every unit of ``hits`` (best first, as numbered: ``hits[i]`` is [i + 1]) against ``question``."""
     raw: list[tuple[int, sentences.Span, Hit]] = []
     for i, hit in enumerate(hits):
         for span in sentences.split(hit.text):

@@ -27,7 +27,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+import numpy as np
 
 from askdocs.chunk import Chunk, Chunker, chunk_id
 from askdocs.clean import clean
@@ -46,12 +48,19 @@ from askdocs.load import (
 )
 from askdocs.store import DocState, MilvusStore
 
+Stage = Literal["model", "embed", "flush"]
+"""Where a run is beyond reading files: loading the embedding model (seconds; the first run exports it to
+ONNX, ~20 s), embedding chunks, flushing the collection at the end (seconds on a large Lite file)."""
+
 
 class ProgressSink(Protocol):
     """What ingest reports while it runs; the CLI draws it, the server exposes it."""
 
     def start(self, total_files: int) -> None: ...
     def file_done(self, source: str) -> None: ...
+    def stage(self, name: Stage) -> None: ...
+    def chunks_queued(self, n: int) -> None: ...
+    def chunks_embedded(self, n: int) -> None: ...
     def chunks_written(self, n: int) -> None: ...
     def failed(self, path: str, reason: str) -> None: ...
 
@@ -59,6 +68,9 @@ class ProgressSink(Protocol):
 class _NoProgress:
     def start(self, total_files: int) -> None: ...
     def file_done(self, source: str) -> None: ...
+    def stage(self, name: Stage) -> None: ...
+    def chunks_queued(self, n: int) -> None: ...
+    def chunks_embedded(self, n: int) -> None: ...
     def chunks_written(self, n: int) -> None: ...
     def failed(self, path: str, reason: str) -> None: ...
 
@@ -386,6 +398,7 @@ class Ingestor:
                     self.store.delete_source(root, source)
                     self.report.removed += 1
         if self._collection_ready or self.report.removed or self.report.updated:
+            self.progress.stage("flush")
             with self._time("flush"):
                 self.store.flush()
         self.report.seconds = time.perf_counter() - started
@@ -400,8 +413,25 @@ class Ingestor:
         return _Reader(self._prepare, work)
 
     def _embed(self, batch: list[Chunk]) -> object:
-        """Vectors for a batch of chunks: here the embedder (Ray's actors have done it already)."""
-        return self._embedder().embed_documents([c.search_text for c in batch])
+        """Vectors for a batch of chunks: here the embedder (Ray's actors have done it already).
+
+        A local embedder gets the batch longest first, one forward pass's worth at a time, so the progress
+        bar moves per pass and not per batch (256 chunks are 20 s on a busy CPU); both local embedders sort
+        by length and cut passes the same way themselves, so these are the passes one call would run.  An
+        embedding server gets the whole batch: it sends its passes as concurrent requests."""
+        emb = self._embedder()
+        texts = [c.search_text for c in batch]
+        if emb.backend == "remote" or len(texts) <= emb.batch_size:
+            vectors = emb.embed_documents(texts)
+            self.progress.chunks_embedded(len(texts))
+            return vectors
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), emb.dimension), dtype=np.float32)
+        for start in range(0, len(order), emb.batch_size):
+            idx = order[start : start + emb.batch_size]
+            out[idx] = emb.embed_documents([texts[i] for i in idx])
+            self.progress.chunks_embedded(len(idx))
+        return out
 
     def _store(self, job: Callable[[], None]) -> None:
         assert self._writer is not None
@@ -433,16 +463,19 @@ class Ingestor:
             chunks = [replace(c, id=chunk_id(c.source, c.doc_hash, c.index, root=c.root)) for c in chunks]
         self._plans[(root, file.source)] = _Plan(file.source, version, len(chunks), state is not None)
         self._pending.extend(chunks)
+        self.progress.chunks_queued(len(chunks))
         self._drain()
 
     def _drain(self, final: bool = False) -> None:
         while len(self._pending) >= self.batch_size or (final and self._pending):
             batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
             if not self._collection_ready:
+                self.progress.stage("model")
                 with self._time("model"):  # first batch: load the model and create the collection
                     self._embedder().warm_up()
                     self._ensure_collection([c.text for c in batch])
                 self._collection_ready = True
+                self.progress.stage("embed")
             with self._time("embed"):
                 vectors = self._embed(batch)
             self._store(partial(self._write, batch, vectors))

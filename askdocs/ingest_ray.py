@@ -248,4 +248,6 @@ class RayIngestor(Ingestor):
                 yield prepared
 
     def _embed(self, batch: list[Chunk]) -> object:
-        return np.stack([self._vectors.pop((c.root, c.source, c.index)) for c in batch])
+        vectors = np.stack([self._vectors.pop((c.root, c.source, c.index)) for c in batch])
+        self.progress.chunks_embedded(len(batch))  # embedded on the actors already: counted as they arrive
+        return vectors

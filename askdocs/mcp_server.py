@@ -144,7 +144,8 @@ def build_mcp(settings: Settings | None = None, tools: Tools | None = None, **se
     def ask(question: str, k: int | None = None) -> dict[str, Any]:
         """Answer a question from the indexed documents, citing them as [n].
 
-        Returns the answer, the cited sources and every passage the answer was written from.
+        Returns the answer, the cited sources and every passage the answer was written from, best first:
+        passage [1] is the most relevant.
         With the LLM backend `none`, the answer is empty and the passages are the result.
 
         Args:
@@ -153,14 +154,12 @@ def build_mcp(settings: Settings | None = None, tools: Tools | None = None, **se
         """
         with _tool_errors():
             answer = parts.ask(question, SearchOptions(k=k))
-        # best first, as in `askdocs ask`; the n of each passage is the [n] the answer cites
-        contexts = sorted(answer.contexts, key=lambda c: -c.score)
         return {
             "answer": answer.answer,
             "citations": [{"n": c.n, "source": c.source, "section": c.section} for c in answer.citations],
             "passages": [
                 {"n": c.n, "source": c.source, "section": c.section, "score": round(c.score, 4), "text": c.text}
-                for c in contexts
+                for c in answer.contexts  # best first, as in `askdocs ask`: passage n is the [n] the answer cites
             ],
             "finish_reason": answer.finish_reason,
         }

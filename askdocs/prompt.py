@@ -6,6 +6,10 @@ instructions.  Here the documents travel as numbered, delimited data inside the
 user message, the most relevant one last (next to the question, where small
 models attend best), and anything in a document that looks like our delimiters
 or like a chat-template control token is defused before it reaches the model.
+
+Numbers run best first everywhere a user sees them: the best chunk is [1], in the prompt as in
+``ask``, ``search`` and the web page, so the prompt lists its documents in descending order
+("[3] … [2] … [1]") and an answer's [1] is the same passage the sources list first.
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ def format_doc(n: int, hit: Hit, text: str | None = None) -> str:
 class Prompt:
     messages: list[Message]
     hits: list[Hit]
-    """The chunks in the prompt, in prompt order: ``hits[i]`` is document ``[i + 1]``; the last is the best."""
+    """The chunks in the prompt, best first: ``hits[i]`` is document ``[i + 1]``, rendered in reverse (best last)."""
     prompt_tokens: int = 0
     dropped: int = 0
     """Retrieved chunks left out to fit the context window."""
@@ -111,16 +115,19 @@ def build_prompt(
 ) -> Prompt:
     """Messages for ``question`` over ``ranked`` hits (best first), fitted into ``budget`` prompt tokens.
 
-    To fit, it drops the oldest history first, then the least relevant chunks, then shortens the one
-    chunk left; if the question alone does not fit it raises, since no answer could be grounded.
+    Documents are numbered best first ([1] is ``ranked[0]``) and written best last, next to the question.
+    To fit, it drops the oldest history first, then the least relevant chunks (the highest numbers, so the
+    others keep theirs), then shortens the one chunk left; if the question alone does not fit it raises,
+    since no answer could be grounded.
     """
     tpl = template or PromptTemplate()
-    hits = list(reversed(ranked))  # most relevant last
+    hits = list(ranked)
     hist = list(history)
     texts = [h.text for h in hits]
 
     def render() -> list[Message]:
-        context = "\n\n".join(format_doc(i + 1, h, t) for i, (h, t) in enumerate(zip(hits, texts, strict=True)))
+        docs = [format_doc(i + 1, h, t) for i, (h, t) in enumerate(zip(hits, texts, strict=True))]
+        context = "\n\n".join(reversed(docs))  # most relevant last
         return [
             {"role": "system", "content": tpl.system},
             *hist,
@@ -137,8 +144,8 @@ def build_prompt(
         messages = render()
         n = count_tokens(messages)
     while n > budget and len(hits) > 1:
-        hits.pop(0)
-        texts.pop(0)
+        hits.pop()
+        texts.pop()
         dropped += 1
         messages = render()
         n = count_tokens(messages)

@@ -132,7 +132,7 @@ def leave_one_out(confs: list[tuple[float, bool]]) -> dict[str, float]:
 
 def hit5(rows: list[dict[str, Any]]) -> float:
     ans = [r for r in rows if r["q"]["answerable"]]
-    ranks = [first_gold_rank([c.source for c in reversed(r["answer"].contexts)], r["q"]["gold_sources"]) for r in ans]
+    ranks = [first_gold_rank([c.source for c in r["answer"].contexts], r["q"]["gold_sources"]) for r in ans]
     return sum(1 for k in ranks if k is not None and k <= 5) / max(len(ranks), 1)
 
 

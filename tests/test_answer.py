@@ -1,18 +1,23 @@
 """Answers end to end on the CPU default: real Milvus Lite, real MiniLM, real SmolLM2 (transformers).
 
 The 135M model's wording is not asserted; the structure is: the answer exists, its contexts are the
-retrieved chunks in prompt order, its citations point at those contexts, usage and timings are filled.
+retrieved chunks best first ([1] = the top hit), its citations point at those contexts, usage and timings are filled.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
 
-from askdocs import Index
+from askdocs import Index, sentences
 from askdocs.answer import Answerer, cited_numbers, is_refusal
 from askdocs.cli import app
 from askdocs.config import load_settings
@@ -45,8 +50,8 @@ def answerer(sample_db: str, embedder: Embedder, local_llm: LocalGenerator):
 def check_answer(answer, question: str, search_hits) -> None:
     assert answer.question == question
     assert answer.answer.strip(), "the model wrote something"
-    # contexts are the retrieved chunks, most relevant last, numbered 1..k in prompt order
-    assert [c.id for c in answer.contexts] == [h.id for h in reversed(search_hits)]
+    # contexts are the retrieved chunks best first, numbered 1..k as search ranks them ([1] is the top hit)
+    assert [c.id for c in answer.contexts] == [h.id for h in search_hits]
     assert [c.n for c in answer.contexts] == list(range(1, len(search_hits) + 1))
     by_n = {c.n: c for c in answer.contexts}
     for c in answer.citations:
@@ -144,6 +149,82 @@ def test_cli_ask_json(cli_env: str) -> None:
     assert {c["n"] for c in obj["citations"]} <= {c["n"] for c in obj["contexts"]}
     assert set(obj["timings"]) >= {"embed", "search", "generate"}
     assert obj["usage"]["completion_tokens"] > 0
+
+
+class QuotingLLM(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat server that records each prompt and streams back one sentence quoted
+    from the document the prompt numbers [1], cited [1]: what the numbering means is then visible from
+    both ends, in the prompt askdocs sends and in the answer it ties back to sources."""
+
+    prompts: ClassVar[list[list[dict[str, str]]]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._send(200, json.dumps({"object": "list", "data": [{"id": "quoter", "object": "model"}]}).encode())
+
+    def do_POST(self) -> None:
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self.path.endswith("/chat/completions"):
+            self._send(404, b'{"error": {"message": "no such route"}}')
+            return
+        self.prompts.append(req["messages"])
+        doc1 = re.search(r'<doc id="1"[^>]*>\n(.*?)\n</doc>', req["messages"][-1]["content"], re.S)
+        body = doc1.group(1) if doc1 else ""
+        quote = next(
+            (t for sp in sentences.split(body) if sp.kind == "sentence" and len((t := sp.of(body)).split()) >= 5), ""
+        )
+        answer = f"{quote} [1]"
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "quoter"}
+        events = [
+            {**chunk, "choices": [{"index": 0, "delta": {"content": answer}, "finish_reason": None}]},
+            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**chunk, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}},
+        ]
+        sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        self._send(200, sse.encode(), "text/event-stream")
+
+
+@pytest.fixture
+def quoting_llm() -> Iterator[str]:
+    QuotingLLM.prompts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), QuotingLLM)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cli_ask_json_numbers_best_first_prompt_keeps_best_last(cli_env: str, quoting_llm: str) -> None:
+    """[1] is the top search hit in `ask --json` as in `search`; the prompt counts down to it, next to the question."""
+    res = runner.invoke(app, ["search", QUESTION, "--json", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    ranked = json.loads(res.stdout)["results"]
+    res = runner.invoke(app, ["ask", QUESTION, "--json", "-k", "3", "--llm-url", quoting_llm, "--llm-backend", "auto"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert [c["n"] for c in obj["contexts"]] == [1, 2, 3]
+    assert [(c["source"], c["text"]) for c in obj["contexts"]] == [(h["source"], h["text"]) for h in ranked]
+    # the prompt: the same numbers, written best last ("[3] ... [2] ... [1]" then the question)
+    (messages,) = QuotingLLM.prompts
+    user = messages[-1]["content"]
+    docs = re.findall(r'<doc id="(\d+)" source="([^"]+)"[^>]*>\n(.*?)\n</doc>', user, re.S)
+    assert [d[0] for d in docs] == ["3", "2", "1"]
+    assert docs[-1][1] == ranked[0]["source"] and docs[-1][2] == ranked[0]["text"]
+    assert user.rindex("</doc>") < user.index("<question>")
+    # the LLM quoted the chunk it was shown as [1]: the citation resolves to the top hit and checks as supported
+    quote = obj["answer"].removesuffix(" [1]")
+    assert quote and quote in ranked[0]["text"]
+    assert [(c["n"], c["source"]) for c in obj["citations"]] == [(1, ranked[0]["source"])]
+    assert [(s["cites"], s["supported"]) for s in obj["sentences"]] == [([1], True)]
 
 
 def test_cli_ask_streams_then_lists_sources(cli_env: str) -> None:

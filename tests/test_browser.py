@@ -87,7 +87,7 @@ def test_ask_read_a_source_upload_and_delete(browser, site: str, tmp_path: Path)
     page.keyboard.press("Enter")
     page.wait_for_selector("#panel:not([hidden])")
     assert len(page.inner_text("#panel-text")) > 50
-    assert page.inner_text("#panel-title").startswith("[3] ")
+    assert page.inner_text("#panel-title").startswith("[1] "), "the best source is listed first and numbered [1]"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
     page.keyboard.press("Escape")

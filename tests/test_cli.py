@@ -107,15 +107,20 @@ def test_console_script_end_to_end(tmp_path: Path, docs: Path) -> None:
 
 
 def test_progress_bar_on_a_terminal_and_silent_otherwise(tmp_path: Path, docs: Path) -> None:
-    """stderr on a pseudo-terminal gets the live progress bar; under --quiet nothing at all."""
+    """stderr on a pseudo-terminal shows each stage: the model loading, a bar of chunks embedded, the flush;
+    under --quiet nothing at all, and under --json stdout is the report alone and stderr stays empty."""
     import pty
+    import re
 
     env = {**os.environ, "ASKDOCS_MILVUS_URI": str(tmp_path / "tty.db"), "COLUMNS": "160"}
     exe = [sys.executable, "-m", "askdocs.cli", "ingest", str(docs)]
 
-    def run_on_pty(args: list[str]) -> str:
+    def run_on_pty(args: list[str], **more: str) -> tuple[str, str]:
+        """(stdout, what the terminal on stderr received)"""
         master, slave = pty.openpty()
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env={**env, **more}
+        )
         os.close(slave)
         chunks = []
         while True:
@@ -126,15 +131,23 @@ def test_progress_bar_on_a_terminal_and_silent_otherwise(tmp_path: Path, docs: P
             if not data:
                 break
             chunks.append(data)
-        proc.wait(timeout=300)
+        stdout = proc.communicate(timeout=300)[0]
         os.close(master)
-        return b"".join(chunks).decode(errors="replace")
+        assert proc.returncode == 0, b"".join(chunks)
+        return stdout.decode(), re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
 
-    shown = run_on_pty(exe)
-    assert "files/s" in shown and "chunks (" in shown  # the live rate column, not the summary
-    assert "4 added" in shown
-    quiet = run_on_pty([*exe, "--quiet"])
+    _, shown = run_on_pty(exe)
+    assert "Loading embedding model" in shown and "all-MiniLM-L6-v2" in shown
+    assert re.search(r"embedding\b.*?\d+/\d+ chunks", shown), shown  # its own bar, counting chunks
+    assert "Flushing" in shown and re.search(r"\d+/4 files", shown)
+    assert shown.index("Loading embedding model") < shown.index("Flushing")
+    assert "4 added" in shown  # and the summary
+    _, again = run_on_pty(exe)  # nothing changed: no model to load, nothing to flush
+    assert "0 added, 0 updated, 4 unchanged" in again and "Loading" not in again and "Flushing" not in again
+    _, quiet = run_on_pty([*exe, "--quiet"], ASKDOCS_MILVUS_URI=str(tmp_path / "quiet.db"))
     assert quiet.strip() == ""
+    stdout, tty = run_on_pty([*exe, "--json"], ASKDOCS_MILVUS_URI=str(tmp_path / "json.db"))
+    assert json.loads(stdout)["added"] == 4 and tty.strip() == ""
 
 
 def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def test_tools_search_and_list_documents_with_the_none_backend(sample_db: str) -
     assert answer["answer"] == ""  # no LLM: the passages are the result
     assert answer["passages"] and any("milvus" in p["text"].lower() for p in answer["passages"])
     assert [p["score"] for p in answer["passages"]] == sorted((p["score"] for p in answer["passages"]), reverse=True)
+    assert [p["n"] for p in answer["passages"]] == list(range(1, len(answer["passages"]) + 1)), "[1] is the best"
 
     assert out["bad"].is_error and "between 1 and 50" in out["bad"].content[0].text
     bad_filter = out["badfilter"].content[0].text
@@ -98,7 +99,7 @@ def test_ask_with_the_packaged_local_llm(sample_db: str) -> None:
     params = _params(sample_db, "--llm-backend", "local", ASKDOCS_MAX_TOKENS="24", ASKDOCS_TEMPERATURE="0")
     answer = _payload(anyio.run(_session, params, work))
     assert answer["answer"].strip()
-    assert len(answer["passages"]) == 3 and {p["n"] for p in answer["passages"]} == {1, 2, 3}
+    assert [p["n"] for p in answer["passages"]] == [1, 2, 3]  # best first, numbered so
     assert answer["finish_reason"] in ("stop", "length")
     for c in answer["citations"]:
         assert c["n"] in {p["n"] for p in answer["passages"]}

@@ -20,16 +20,17 @@ def user_text(prompt) -> str:
     return prompt.messages[-1]["content"]
 
 
-def test_numbered_most_relevant_last_with_sources() -> None:
+def test_numbered_best_first_written_most_relevant_last() -> None:
     ranked = [hit(0), hit(1), hit(2)]  # best first, as search returns them
     p = build_prompt("Why?", ranked)
     assert [m["role"] for m in p.messages] == ["system", "user"]
     text = user_text(p)
     docs = re.findall(r'<doc id="(\d+)" source="([^"]+)" section="([^"]+)">\n(.*?)\n</doc>', text)
-    assert [d[0] for d in docs] == ["1", "2", "3"]
+    # [1] is the best chunk, as in `search` and the sources list; the prompt counts down to it
+    assert [d[0] for d in docs] == ["3", "2", "1"]
     assert [d[1] for d in docs] == ["docs/2.md", "docs/1.md", "docs/0.md"]
     assert docs[-1][3] == "chunk number 0"  # the best chunk sits next to the question
-    assert p.hits == [ranked[2], ranked[1], ranked[0]]
+    assert p.hits == ranked, "hits[i] is document [i + 1]"
     assert text.index("</documents>") < text.index("<question>\nWhy?\n</question>")
 
 
@@ -75,8 +76,10 @@ def test_fitting_drops_history_then_least_relevant_chunks() -> None:
     assert p.dropped == 0 and p.prompt_tokens <= full - 100
     p = build_prompt("q", ranked, history=hist, count_tokens=words, budget=words(p.messages) - 150)
     assert p.dropped == 2
-    assert [h.id for h in p.hits] == ["id2", "id1", "id0"], "the least relevant chunks go, the best stay"
-    assert 'doc id="3"' in user_text(p) and 'doc id="4"' not in user_text(p), "renumbered 1..n"
+    assert [h.id for h in p.hits] == ["id0", "id1", "id2"], "the least relevant chunks go, the best stay"
+    text = user_text(p)
+    assert 'doc id="3"' in text and 'doc id="4"' not in text, "the kept chunks keep their numbers 1..n"
+    assert text.index('doc id="3" source="docs/2.md"') < text.index('doc id="1" source="docs/0.md"')
 
 
 def test_fitting_shortens_the_last_chunk_and_refuses_an_oversized_question() -> None:
@@ -91,7 +94,7 @@ def test_template_from_file(tmp_path: Path) -> None:
     f.write_text('system = "Be terse."\nuser = "Q: {question}\\nDocs:\\n{context}\\nJSON like {\\"a\\": 1}"\n')
     p = build_prompt("Why?", [hit(0)], template=PromptTemplate.from_file(f))
     assert p.messages[0]["content"] == "Be terse."
-    assert user_text(p).startswith("Q: Why?\nDocs:\n<doc id=\"1\"") and '{"a": 1}' in user_text(p)
+    assert user_text(p).startswith('Q: Why?\nDocs:\n<doc id="1"') and '{"a": 1}' in user_text(p)
     f.write_text('user = "no placeholders"\n')
     with pytest.raises(AskdocsError, match=r"\{context\}"):
         PromptTemplate.from_file(f)

@@ -124,7 +124,7 @@ def test_health_models_info(http: httpx.Client) -> None:
     assert info["documents"] == 3 and info["chunks"] > 10 and info["auth"] is False
 
 
-def test_openai_sdk_non_streaming_carries_sources(openai_client) -> None:
+def test_openai_sdk_non_streaming_carries_sources(openai_client, http: httpx.Client) -> None:
     r = openai_client.chat.completions.create(
         model="askdocs", messages=[{"role": "user", "content": QUESTION}], max_tokens=12
     )
@@ -133,6 +133,9 @@ def test_openai_sdk_non_streaming_carries_sources(openai_client) -> None:
     sources = r.model_extra["sources"]
     assert [s["n"] for s in sources] == [1, 2, 3]
     assert "reference/index.md" in {s["source"] for s in sources}
+    # numbered best first, as /api/search ranks: [1] is its top hit
+    ranked = http.post("/api/search", json={"query": QUESTION, "k": 3}).json()["results"]
+    assert [(s["source"], s["text"]) for s in sources] == [(h["source"], h["text"]) for h in ranked]
     assert all({"n", "source", "section", "text", "score", "cited"} <= set(s) for s in sources)
 
 
@@ -212,6 +215,8 @@ def test_upload_then_search_then_delete(http: httpx.Client) -> None:
     assert r.status_code == 202, r.text
     job = wait_job(http, r.json()["job"])
     assert job["state"] == "done" and job["files_done"] == 1 and job["chunks"] >= 1
+    # the job went through the ingest's stages: its chunks embedded, then the flush
+    assert job["stage"] == "flush" and job["chunks_embedded"] == job["chunks_total"] == job["chunks"]
     hits = http.post("/api/search", json={"query": "zorbulator quantum flux", "k": 1}).json()["results"]
     assert hits[0]["source"] == "zorb notes.md"
     assert "zorb notes.md" in {d["source"] for d in http.get("/api/documents").json()["documents"]}
@@ -419,8 +424,9 @@ def test_sources_footer_in_the_content_streamed_or_not(openai_client) -> None:
         n = int(line[1 : line.index("]")])
         s = by_n[n]
         assert line == f"[{n}] {s['source']}" + (f" › {s['section']}" if s["section"] else "")
-    shown = [by_n[int(line[1 : line.index("]")])]["score"] for line in lines]
-    assert shown == sorted(shown, reverse=True), "best first"
+    shown = [int(line[1 : line.index("]")]) for line in lines]
+    assert shown == sorted(shown), "best first: [1] is the best passage"
+    assert [by_n[n]["score"] for n in shown] == sorted((by_n[n]["score"] for n in shown), reverse=True)
 
     chunks = list(openai_client.chat.completions.create(model="askdocs", messages=q, max_tokens=12, stream=True))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -537,7 +543,8 @@ def test_no_llm_backend_returns_the_passages_as_content(corpus: Path, embedder, 
     sources = r.model_extra["sources"]
     assert len(sources) == 2 and "Sources:" not in content
     best = max(sources, key=lambda x: x["score"])
-    assert content.startswith(f"[{best['n']}] {best['source']}")
+    assert best["n"] == 1 and content.startswith(f"[1] {best['source']}")
+    assert content.index("[1] ") < content.index("[2] ")
     assert all(x["text"].strip() in content for x in sources)
 
 

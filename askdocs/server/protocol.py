@@ -229,7 +229,7 @@ def sources_footer(answer: Answer) -> str:
     cited = {c.n for c in answer.citations}
     shown = [c for c in answer.contexts if c.n in cited] or list(answer.contexts)
     lines, seen = [], set()
-    for c in sorted(shown, key=lambda c: -c.score):
+    for c in shown:
         if _where(c) not in seen:
             seen.add(_where(c))
             lines.append(f"[{c.n}] {_where(c)}")
@@ -238,7 +238,7 @@ def sources_footer(answer: Answer) -> str:
 
 def passages_text(answer: Answer) -> str:
     """The message content when there is no LLM (``--llm-backend none``): the passages, best first."""
-    parts = [f"[{c.n}] {_where(c)}\n\n{c.text.strip()}" for c in sorted(answer.contexts, key=lambda c: -c.score)]
+    parts = [f"[{c.n}] {_where(c)}\n\n{c.text.strip()}" for c in answer.contexts]
     return "\n\n---\n\n".join(parts) if parts else "No passages found."
 
 

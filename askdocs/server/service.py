@@ -127,6 +127,11 @@ class Job:
     state: Literal["queued", "running", "done", "failed"] = "queued"
     files_total: int = 0
     files_done: int = 0
+    stage_now: str = ""
+    """``model``, ``embed`` or ``flush``: what the ingest does beyond reading files (``askdocs.ingest.Stage``)."""
+    chunks_total: int = 0
+    """Chunks to embed so far: it grows as files are read."""
+    embedded: int = 0
     chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)  # uploads refused before ingest
@@ -140,6 +145,15 @@ class Job:
     def file_done(self, source: str) -> None:
         self.files_done += 1
 
+    def stage(self, name: str) -> None:
+        self.stage_now = name
+
+    def chunks_queued(self, n: int) -> None:
+        self.chunks_total += n
+
+    def chunks_embedded(self, n: int) -> None:
+        self.embedded += n
+
     def chunks_written(self, n: int) -> None:
         self.chunks += n
 
@@ -152,6 +166,9 @@ class Job:
             "state": self.state,
             "files_total": self.files_total,
             "files_done": self.files_done,
+            "stage": self.stage_now,
+            "chunks_total": self.chunks_total,
+            "chunks_embedded": self.embedded,
             "chunks": self.chunks,
             "failures": self.failures,
             "rejected": self.rejected,

@@ -202,8 +202,9 @@ class AnswerWriter {
 
 function renderSources(list, contexts, cited) {
   list.replaceChildren();
-  // most relevant first for reading; the numbers stay those of the prompt and the answer
-  for (const c of [...contexts].reverse()) {
+  // best first: [1] is the most relevant passage, the same [n] the answer cites (sorted by n, not score,
+  // so a conversation kept from before still lists in its own numbering)
+  for (const c of [...contexts].sort((a, b) => a.n - b.n)) {
     const b = el("button", { type: "button", onclick: () => openPassage(c) },
       el("span", { className: "n", textContent: `[${c.n}]` }), " ",
       el("span", { className: "src", textContent: c.source }));

@@ -237,7 +237,10 @@ class Index:
             **more,
         )
         self.last_ingestor = ingestor
-        return ingestor.run([os.fspath(p) for p in paths], prune=prune)
+        try:
+            return ingestor.run([os.fspath(p) for p in paths], prune=prune)
+        finally:
+            self.retriever.forget_names()  # a folder may now share a path with another
 
     def search_many(
         self, queries: Sequence[str], options: SearchOptions | None = None, /, **fields: Any
@@ -292,11 +295,13 @@ class Index:
             return 0
         self.store.delete_source(*key)
         self.store.flush()
+        self.retriever.forget_names()
         return states[key].chunks
 
     def reset(self) -> bool:
         """Drop the collection (e.g. to re-index with another embedding model)."""
         self._meta, self._model_checked = None, False
+        self.retriever.forget_names()
         return self.store.drop()
 
     def status(self) -> IndexStatus:

@@ -97,7 +97,7 @@ def missing_names(question: str, hits: Sequence[Hit]) -> int:
     if not names and not idents:
         return 0
     text = " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()
-    found = set(re.findall(r"[a-z0-9]+", text))
+    found = set(re.findall(r"[a-z]+|[0-9]+", text))  # "250ms" holds the question's "250 ms"
     return len(names - found) + sum(i not in text for i in idents)
 
 

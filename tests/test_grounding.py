@@ -341,3 +341,21 @@ def test_extractive_quotes_the_term_a_paragraph_defines_and_what_this_points_bac
         answer = gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
         assert name in answer, answer
         assert all(u.text in text for u in ev.units)  # still quotes, never writes
+
+
+def test_extractive_quotes_every_term_of_an_announced_definition_list(embedder: Embedder) -> None:
+    from askdocs.evidence import gather
+    from askdocs.generate.extractive import ExtractiveGenerator
+    from askdocs.store import Hit
+
+    text = (
+        "PostgreSQL offers built-in support for the following forms of partitioning:\n\n"
+        "Range Partitioning\n\nThe table is partitioned into ranges defined by a key column.\n\n"
+        "List Partitioning\n\nThe table is partitioned by explicitly listing which key values appear in each.\n\n"
+        "Hash Partitioning\n\nThe table is partitioned by specifying a modulus and a remainder for each partition."
+    )
+    hit = Hit("1", 1.0, "ddl-partitioning.html", "Partitioning", "Overview", text)
+    gen = ExtractiveGenerator()
+    ev = gather("Which forms of partitioning does PostgreSQL support?", [hit], embedder)
+    answer = gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
+    assert all(f"{t} Partitioning" in answer for t in ("Range", "List", "Hash")), answer

@@ -57,12 +57,7 @@ def _term_of(units: Sequence[Scored], i: int) -> Scored | None:
         i -= 1
     if i == 0:
         return None
-    prev = units[i - 1]
-    gap = units[i].start - (prev.start + len(prev.text))
-    text = prev.text.rstrip()
-    if prev.kind in ("sentence", "fragment") and gap >= 2 and len(text) <= TERM_CHARS and not text.endswith(_ENDS):
-        return prev
-    return None
+    return units[i - 1] if _is_term(units, i - 1) else None
 
 
 def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
@@ -96,7 +91,31 @@ def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
         while units[i + 1].kind == "item" and j < len(units) and units[j].kind == "item" and j - i <= MAX_ITEMS:
             out.append(units[j])
             j += 1
+        # a definition list ("the following forms of partitioning:" then "Range Partitioning", its paragraph,
+        # "List Partitioning", ...) is all its terms, without their paragraphs
+        if _is_term(units, i + 1):
+            out[-1] = _as_term(units[i + 1])
+            for j in range(i + 2, len(units)):
+                if units[j].kind == "heading" or len(out) > MAX_ITEMS:  # the list ends with its section
+                    break
+                if _is_term(units, j):
+                    out.append(_as_term(units[j]))
     return out
+
+
+def _as_term(u: Scored) -> Scored:
+    return Scored(u.n, u.text, "term", u.start, u.dense, u.bm25)
+
+
+def _is_term(units: Sequence[Scored], j: int) -> bool:
+    """A line of its own, short and without final punctuation, with a paragraph after it."""
+    u = units[j]
+    text = u.text.rstrip()
+    if u.kind not in ("sentence", "fragment") or len(text) > TERM_CHARS or text.endswith(_ENDS):
+        return False
+    before = j == 0 or u.start - (units[j - 1].start + len(units[j - 1].text)) >= 2
+    after = j + 1 < len(units) and units[j + 1].start - (u.start + len(u.text)) >= 2
+    return before and after
 
 
 def best_supported_source(ev: Evidence, cands: Sequence[Scored]) -> str | None:

@@ -90,7 +90,8 @@ def missing_names(question: str, hits: Sequence[Hit]) -> int:
     ``unknown`` misses them; a question about a thing the documents cover retrieves a chunk that names it."""
     first = re.match(r"\s*\S+", question)
     rest = question[first.end() :] if first else question
-    names = {w.lower() for w in re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+", rest)} - _STOP
+    # not the first part of a compound modifier: "Google-style input" describes the input, it names no product
+    names = {w.lower() for w in re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+(?![\w-])", rest)} - _STOP
     names |= set(re.findall(r"(?<![\w.])\d+(?![\d.]*\w)", rest))  # numbers: "10 million", "a 1 TB collection"
     # identifiers (pg_stat_io, vacuum_buffer_usage_limit) whole: the corpus may know every part of one
     idents = {w.lower() for w in re.findall(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", question)}

@@ -7,7 +7,7 @@ Every question (answerable and unanswerable, English) is answered once per backe
 switched off, recording the refusal features; the refusal rule is then applied afterwards at every
 threshold, which is exactly what refusing before generation does (the answer becomes the refusal text and
 the generator time is saved).  That gives the ROC-style trade-off from one run, and the calibrated
-threshold: the highest refusal accuracy with false refusals <= 0.10 over both corpora together.
+threshold: the highest refusal accuracy (both corpora pooled) with false refusals <= 0.10 on each corpus.
 
 Writes ``benchmarks/results/answers.{md,json,png}``.
 """
@@ -97,31 +97,38 @@ def with_refusal(rows: list[dict[str, Any]], threshold: float | None, answerer: 
     return out
 
 
-def roc(confs: list[tuple[float, bool]]) -> list[dict[str, float]]:
-    """Refusal accuracy and false refusals at every distinct threshold."""
+def roc(confs: list[tuple[float, bool, str]]) -> list[dict[str, float]]:
+    """Refusal accuracy and false refusals (pooled, and the worst corpus's) at every distinct threshold."""
     points = []
-    for t in sorted({c for c, _ in confs} | {0.0, 9.0}):
-        ans = [c for c, a in confs if a]
-        una = [c for c, a in confs if not a]
+    corpora = sorted({k for _, _, k in confs})
+    for t in sorted({c for c, _, _ in confs} | {0.0, 9.0}):
+        ans = [c for c, a, _ in confs if a]
+        una = [c for c, a, _ in confs if not a]
+        worst = max(
+            (sum(c < t for c, a, k in confs if a and k == corpus) / max(sum(a and k == corpus for _, a, k in confs), 1))
+            for corpus in corpora
+        )
         points.append(
             {
                 "threshold": t,
                 "refusal_accuracy": sum(c < t for c in una) / max(len(una), 1),
                 "false_refusals": sum(c < t for c in ans) / max(len(ans), 1),
+                "worst_false_refusals": worst,
             }
         )
     return points
 
 
 def calibrate(points: list[dict[str, float]]) -> dict[str, float]:
-    ok = [p for p in points if p["false_refusals"] <= MAX_FALSE_REFUSALS]
+    """The best pooled refusal accuracy with at most MAX_FALSE_REFUSALS on every corpus."""
+    ok = [p for p in points if p["worst_false_refusals"] <= MAX_FALSE_REFUSALS]
     return max(ok, key=lambda p: (p["refusal_accuracy"], -p["false_refusals"], p["threshold"]))
 
 
-def leave_one_out(confs: list[tuple[float, bool]]) -> dict[str, float]:
+def leave_one_out(confs: list[tuple[float, bool, str]]) -> dict[str, float]:
     """Each question refused or not at the threshold calibrated on all the others: a hold-out estimate."""
     ans = una = ans_n = una_n = 0
-    for i, (c, answerable) in enumerate(confs):
+    for i, (c, answerable, _) in enumerate(confs):
         t = calibrate(roc(confs[:i] + confs[i + 1 :]))["threshold"]
         if answerable:
             ans_n, ans = ans_n + 1, ans + (c < t)
@@ -186,7 +193,7 @@ def main() -> None:
     confs = []
     for corpus in results["corpora"]:
         rows = all_rows[(corpus, backends[0])]
-        confs += [(r["confidence"], bool(r["q"]["answerable"])) for r in rows]
+        confs += [(r["confidence"], bool(r["q"]["answerable"]), corpus) for r in rows]
     points = roc(confs)
     chosen = calibrate(points)
     results["loo"] = leave_one_out(confs)
@@ -253,10 +260,11 @@ def render(res: dict[str, Any]) -> str:
         "",
         f"Refusal before generation: confidence = best-sentence cosine + coverage of the question's words "
         f"- 0.5 x unknown names (at most 2) + 0.3 x (dense and BM25 rank the same document first) + 0.4 x "
-        f"(share of the top-5 documents they share); refuse "
-        f"below **{thr['threshold']:.3f}** (calibrated here: best refusal accuracy with false refusals <= "
-        f"{MAX_FALSE_REFUSALS:.2f}, both corpora pooled; refusal accuracy {thr['refusal_accuracy']:.2f}, false "
-        f"refusals {thr['false_refusals']:.2f}).",
+        f"(share of the top-5 documents they share); 'unknown names' also counts the question's names, numbers and "
+        f"identifiers that no retrieved chunk holds; refuse "
+        f"below **{thr['threshold']:.3f}** (calibrated here: best pooled refusal accuracy with false refusals <= "
+        f"{MAX_FALSE_REFUSALS:.2f} on each corpus; refusal accuracy {thr['refusal_accuracy']:.2f}, false "
+        f"refusals {thr['false_refusals']:.2f} pooled).",
         "",
         f"Hold-out check (leave-one-out: the threshold calibrated on all other questions, applied to the one left "
         f"out): refusal accuracy {res['loo']['refusal_accuracy']:.2f}, false refusals "

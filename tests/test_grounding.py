@@ -291,6 +291,7 @@ def test_missing_names_and_numbers_in_the_retrieved_chunks() -> None:
     assert missing_names("How long does a 1 TB collection take, in 2 steps?", hits) == 2  # 1 and TB
     assert missing_names("What does Backup do?", hits) == 0  # the first word is capitalised anyway
     assert missing_names("What does copy_collection do?", hits) == 1  # every part is there, the name is not
+    assert missing_names("Can Milvus Backup take Google-style input?", hits) == 0  # a modifier, not a name
     assert missing_names("What does Milvus_Backup do?", hits) == 1
 
 

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from pdf_files import pdf_of_streams
 
 from askdocs import Index
 
@@ -27,24 +28,7 @@ def bomb_pdf(inflated_mib: int = 1024) -> bytes:
     block = b" " * 2**20
     parts += [comp.compress(block) for _ in range(inflated_mib)]
     parts.append(comp.flush())
-    z = b"".join(parts)
-    objs = [
-        b"<</Type /Catalog /Pages 2 0 R>>",
-        b"<</Type /Pages /Kids [3 0 R] /Count 1>>",
-        b"<</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R>>",
-        b"<</Length %d /Filter /FlateDecode>>\nstream\n" % len(z) + z + b"\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<</Size %d /Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
+    return pdf_of_streams([b"".join(parts)], compressed=True)
 
 
 def encrypted_pdf() -> bytes:

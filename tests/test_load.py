@@ -6,10 +6,10 @@ import hashlib
 import os
 import random
 import threading
-import zlib
 from pathlib import Path
 
 import pytest
+from pdf_files import pdf_of_streams
 from reportlab.pdfgen import canvas
 
 from askdocs.errors import LoadError
@@ -287,36 +287,6 @@ def test_pdf_bytes_under_markdown_name_are_refused(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "real.pdf", ["Some text."]).read_bytes()
     with pytest.raises(LoadError, match="PDF"):
         _read(_write(tmp_path / "fake.md", pdf))
-
-
-def pdf_of_streams(streams: list[bytes], page_extra: bytes = b"") -> bytes:
-    """A valid PDF with one page per content stream, each stored FlateDecode-compressed.
-
-    ``page_extra`` is added to each page's dictionary.
-    """
-    objs = [b"<</Type /Catalog /Pages 2 0 R>>", b""]
-    kids = []
-    for content in streams:
-        z = zlib.compress(content, 9)
-        page, stream = len(objs) + 1, len(objs) + 2
-        kids.append(b"%d 0 R" % page)
-        objs.append(
-            b"<</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R /Resources "
-            b"<</Font <</F1 <</Type /Font /Subtype /Type1 /BaseFont /Helvetica>>>>>>%b>>" % (stream, page_extra)
-        )
-        objs.append(b"<</Length %d /Filter /FlateDecode>>\nstream\n" % len(z) + z + b"\nendstream")
-    objs[1] = b"<</Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d>>" % len(streams)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<</Size %d /Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
 
 
 # pypdf refuses an array of over 100,000 elements with LimitReachedError, which derives from

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from test_server import Running, free_port
+from servers import Running, free_port
 
 from askdocs import Index
 from askdocs.config import Settings

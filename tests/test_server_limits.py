@@ -14,12 +14,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from test_server import free_port
+from servers import Running, free_port
 
 from askdocs.config import Settings
 from askdocs.server import create_app
-from askdocs.server.app import uvicorn_config
 
 ERROR_KEYS = {"message", "type", "param", "code"}
 
@@ -54,18 +52,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, embedder) -> Settings:
 
 @pytest.fixture(scope="module")
 def url(settings: Settings, embedder, local_llm) -> Iterator[str]:
-    app = create_app(settings, generator=local_llm, embedder=embedder)
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not server.started:
-        assert thread.is_alive() and time.time() < deadline, "server did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with Running(create_app(settings, generator=local_llm, embedder=embedder), free_port(), settings) as running:
+        yield running.url
 
 
 @pytest.fixture
@@ -280,17 +268,8 @@ def busy_server(
     update = {"max_pending_answers": 1, "max_tokens_limit": 4000, **getattr(request, "param", {})}
     tight = settings.model_copy(update=update)
     app = create_app(tight, generator=local_llm, embedder=embedder)
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, tight, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not server.started:
-        assert thread.is_alive() and time.time() < deadline, "server did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(30)
+    with Running(app, free_port(), tight) as running:
+        yield running.url, app
 
 
 LONG = {"question": "Write a very long essay about VACUUM, locks and tables.", "max_tokens": 4000}

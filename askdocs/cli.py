@@ -530,6 +530,8 @@ def _print_sources(answer: Any) -> None:
         return
     out.print()
     out.print("[bold]Sources[/]" + ("" if cited or not answer.answer else " [dim](none cited)[/]"))
+    if getattr(answer, "query", "") and answer.query != answer.question:  # a rewritten follow-up, a translation
+        out.print(f"[dim]searched as: {escape(answer.query)}[/]", highlight=False)
     for c in answer.contexts:
         mark = "[green]*[/]" if c.n in cited else " "
         where = f"[cyan]{c.source}[/]" + (f" [dim]› {c.section}[/]" if c.section else "")

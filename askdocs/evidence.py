@@ -92,7 +92,9 @@ def missing_names(question: str, hits: Sequence[Hit]) -> int:
     rest = question[first.end() :] if first else question
     # not the first part of a compound modifier: "Google-style input" describes the input, it names no product
     names = {w.lower() for w in re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+(?![\w-])", rest)} - _STOP
-    names |= set(re.findall(r"(?<![\w.])\d+(?![\d.]*\w)", rest))  # numbers: "10 million", "a 1 TB collection"
+    # numbers of two digits or more ("10 million vectors", "a 100 GB collection"); a lone digit is too common
+    # in passing ("(3)", "step 2") to say the question is about something the documents lack
+    names |= set(re.findall(r"(?<![\w.])\d{2,}(?![\d.]*\w)", rest))
     # identifiers (pg_stat_io, vacuum_buffer_usage_limit) whole: the corpus may know every part of one
     idents = {w.lower() for w in re.findall(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", question)}
     if not names and not idents:

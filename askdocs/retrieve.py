@@ -137,13 +137,20 @@ class Retriever:
         changes only when another folder ingests the same path; this process's own ingests and deletes
         clear the memory (``forget_names``), another process's show within ``NAME_TTL``."""
         now = time.monotonic()
-        wanted = set(sources)
-        stale = sorted(s for s in wanted if (e := self._roots.get(s)) is None or now - e[0] > NAME_TTL)
+        out: dict[str, set[str]] = {}
+        stale = []
+        for src in set(sources):
+            entry = self._roots.get(src)  # one read: another thread may forget_names() meanwhile
+            if entry is None or now - entry[0] > NAME_TTL:
+                stale.append(src)
+            else:
+                out[src] = entry[1]
         if stale:
-            found = self.store.roots_of(stale)
+            found = self.store.roots_of(sorted(stale))
             for src in stale:
-                self._roots[src] = (now, set(found.get(src, ())))
-        return {src: self._roots[src][1] for src in wanted}
+                out[src] = set(found.get(src, ()))
+                self._roots[src] = (now, out[src])
+        return out
 
     def forget_names(self) -> None:
         self._roots.clear()

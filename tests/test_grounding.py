@@ -288,7 +288,8 @@ def test_missing_names_and_numbers_in_the_retrieved_chunks() -> None:
     hits = [Hit("1", 1.0, "a.md", "Milvus Backup", "Overview", "Milvus Backup copies a collection in 2 steps.")]
     assert missing_names("How does Milvus Backup copy a collection?", hits) == 0
     assert missing_names("Does Milvus Backup run on Docker Swarm?", hits) == 2  # docker, swarm
-    assert missing_names("How long does a 1 TB collection take, in 2 steps?", hits) == 2  # 1 and TB
+    assert missing_names("How long does a 10 TB collection take, in 2 steps?", hits) == 2  # 10 and TB
+    assert missing_names("What does Milvus Backup do (3)?", hits) == 0  # a lone digit says nothing
     assert missing_names("What does Backup do?", hits) == 0  # the first word is capitalised anyway
     assert missing_names("What does copy_collection do?", hits) == 1  # every part is there, the name is not
     assert missing_names("Can Milvus Backup take Google-style input?", hits) == 0  # a modifier, not a name

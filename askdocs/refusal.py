@@ -9,7 +9,7 @@ where ``best_dense`` is the cosine of the closest retrieved sentence to the ques
 share of the question's content words that occur anywhere in the retrieved chunks (an unanswerable question
 usually names something the corpus never mentions: "Datadog", "pgvector"), and ``unknown`` the number of
 the question's words that the whole corpus never uses (asked of the BM25 index), or, if more, of its names
-and numbers that no retrieved chunk contains ("Docker Swarm", "a 1 TB collection"), and ``agree_top``/``agree5``
+and numbers that no retrieved chunk contains ("Docker Swarm", "a 100 GB collection"), and ``agree_top``/``agree5``
 whether dense and BM25 search alone find the same documents (``askdocs.evidence.agreement``).  The weights
 and the threshold were calibrated on the dev sets (``benchmarks/answers.py`` prints the trade-off);
 ``refuse = false`` turns it off.  A refused question never reaches the generator: no GPU call, no made-up answer.

@@ -478,8 +478,8 @@ def search(
     if not texts:
         raise _fail("give a query, or --queries FILE")
     with _index(settings) as index, errors():
-        results = index.search_many(texts, SearchOptions(filter=filter))
         searched = [index.search_query(t) for t in texts]  # a Chinese question over English docs: its glosses
+        results = index.search_many(searched, SearchOptions(filter=filter))
     for text, as_searched, hits in zip(texts, searched, results, strict=True):
         also = {"searched_as": as_searched} if as_searched != text else {}
         if as_json:

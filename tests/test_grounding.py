@@ -317,12 +317,19 @@ def test_extractive_quotes_only_the_best_supported_document() -> None:
     assert {u.n for u in select(ev)} == {1}
 
 
+def _quoted(question: str, hit, embedder: Embedder):
+    """The evidence gathered from one hit, and the extractive backend's answer from it."""
+    from askdocs.evidence import gather
+
+    gen = ExtractiveGenerator()
+    ev = gather(question, [hit], embedder)
+    return ev, gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
+
+
 def test_extractive_quotes_the_term_a_paragraph_defines_and_what_this_points_back_to(embedder: Embedder) -> None:
     """Reference pages name a setting on a line of its own and describe it below; quoting the description
     alone would answer "which setting?" without the setting. A sentence opening "Moreover, this function"
     comes with the sentences that name the function."""
-    from askdocs.evidence import gather
-    from askdocs.generate.extractive import ExtractiveGenerator
     from askdocs.store import Hit
 
     text = (
@@ -334,20 +341,16 @@ def test_extractive_quotes_the_term_a_paragraph_defines_and_what_this_points_bac
         "syntax errors, which makes it possible to use raw user-supplied input for search."
     )
     hit = Hit("1", 1.0, "logging.html", "Logging", "When to Log", text)
-    gen = ExtractiveGenerator()
     for question, name in (
         ("Which setting logs every statement that runs longer than 250 ms?", "log_min_duration_statement"),
         ("Which function takes raw user-supplied search input without syntax errors?", "websearch_to_tsquery"),
     ):
-        ev = gather(question, [hit], embedder)
-        answer = gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
+        ev, answer = _quoted(question, hit, embedder)
         assert name in answer, answer
         assert all(u.text in text for u in ev.units)  # still quotes, never writes
 
 
 def test_extractive_quotes_every_term_of_an_announced_definition_list(embedder: Embedder) -> None:
-    from askdocs.evidence import gather
-    from askdocs.generate.extractive import ExtractiveGenerator
     from askdocs.store import Hit
 
     text = (
@@ -357,7 +360,5 @@ def test_extractive_quotes_every_term_of_an_announced_definition_list(embedder: 
         "Hash Partitioning\n\nThe table is partitioned by specifying a modulus and a remainder for each partition."
     )
     hit = Hit("1", 1.0, "ddl-partitioning.html", "Partitioning", "Overview", text)
-    gen = ExtractiveGenerator()
-    ev = gather("Which forms of partitioning does PostgreSQL support?", [hit], embedder)
-    answer = gen.generate([gen.messages_for(ev)], SamplingParams())[0].text
+    _, answer = _quoted("Which forms of partitioning does PostgreSQL support?", hit, embedder)
     assert all(f"{t} Partitioning" in answer for t in ("Range", "List", "Hash")), answer

@@ -60,3 +60,20 @@ def test_answer_reports_the_search_query(make_index, docs: Path, setting: str) -
     a = Answerer(ix, ExtractiveGenerator()).ask("真空清理会锁住整个表吗？")
     assert a.query != a.question and "vacuum" in a.query.lower()
     assert not a.refused and any(c.source == "page.html" for c in a.citations), a.answer
+
+
+def test_search_json_says_what_was_searched(monkeypatch: pytest.MonkeyPatch, db: str, docs: Path) -> None:
+    """The README's promise: `search --json` carries the glossed query as `searched_as`, English none."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from askdocs.cli import app
+
+    monkeypatch.setenv("ASKDOCS_MILVUS_URI", db)
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
+    zh = json.loads(runner.invoke(app, ["search", "--json", "-k", "1", QUESTIONS[0][0]]).stdout)
+    assert "vacuum" in zh["searched_as"].lower() and zh["results"][0]["source"] == "page.html", zh
+    en = json.loads(runner.invoke(app, ["search", "--json", "-k", "1", "VACUUM FULL lock"]).stdout)
+    assert "searched_as" not in en

@@ -69,7 +69,7 @@ def _with_context(u: Scored, by_chunk: dict[int, list[Scored]]) -> list[Scored]:
     out = [u]
     term = _term_of(units, i)
     if term is not None:
-        out.insert(0, Scored(term.n, term.text, "term", term.start, term.dense, term.bm25))
+        out.insert(0, _as_term(term))
     if _ANAPHOR.match(u.text) and i > 0 and units[i - 1].kind not in ("heading", "fragment"):
         out.insert(0, units[i - 1])
         # and back to the paragraph's first sentence, at most ANAPHOR_BACK, while the one before still leans

@@ -7,12 +7,12 @@ BM25 function, indexes, properties, model check, cached metadata), ``writes`` (r
 
 from askdocs.store.collection import MilvusStore
 from askdocs.store.connection import LITE_CHUNK_LIMIT, is_lite, lite_engine
-from askdocs.store.schema import ANALYZER, ENGLISH_STOP_WORDS, META_KEY, OUTPUT_FIELDS, STATE_FIELDS
+from askdocs.store.schema import ANALYZERS, ENGLISH_STOP_WORDS, META_KEY, OUTPUT_FIELDS, STATE_FIELDS
 from askdocs.store.search import Hit
 from askdocs.store.writes import DocState, literal
 
 __all__ = [
-    "ANALYZER",
+    "ANALYZERS",
     "ENGLISH_STOP_WORDS",
     "LITE_CHUNK_LIMIT",
     "META_KEY",

@@ -51,7 +51,6 @@ ANALYZERS: dict[str, dict[str, Any]] = {
         ],
     },
 }
-ANALYZER = ANALYZERS["standard"]
 OUTPUT_FIELDS = ["text", "source", "root", "title", "section", "chunk_index", "start", "end", "search_text"]
 STATE_FIELDS = ["source", "root", "title", "doc_hash", "n_chunks", "chunk_index"]
 MAX_TEXT = 65535

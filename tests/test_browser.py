@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -133,6 +134,9 @@ class Scripted(BaseGenerator):
 
     def __init__(self) -> None:
         self.prompts: list[Sequence[Message]] = []
+        # The first answer holds after its first citation until the test has seen it as a button
+        # while the answer is still pending: a fixed delay raced the browser on a loaded CI machine.
+        self.cited_seen = threading.Event()
 
     def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[Generation]:
         # only the follow-up rewrite comes here
@@ -156,6 +160,8 @@ class Scripted(BaseGenerator):
             for p in script:
                 time.sleep(delay)
                 yield p
+                if turn == 1 and p.startswith("2]"):
+                    self.cited_seen.wait(timeout=120)
             ts.result = Generation("".join(script), 100, 20, finish)
 
         return TokenStream(pieces)
@@ -211,7 +217,12 @@ def test_api_key_citations_escaping_and_follow_up(browser, keyed_site: tuple[str
     expect(page.locator("#question")).to_be_focused()
     page.keyboard.type("What does the okapi setting tune?")
     page.keyboard.press("Enter")
-    page.wait_for_selector(".answer.pending .cite", timeout=60_000)
+    try:
+        page.wait_for_selector(".answer.pending .cite", timeout=120_000)
+    except Exception as e:  # say what the page showed instead
+        raise AssertionError(f"no pending citation; the turn reads: {page.inner_text('.turn')!r}") from e
+    finally:
+        llm.cited_seen.set()
     expect(page.locator(".answer")).not_to_have_class("answer pending", timeout=60_000)
     answer = page.locator(".answer")
     # markup stays text; the uncited sentence is dimmed behind a marker (the done event's `sentences`)

@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,8 +230,7 @@ def main() -> None:
 
 
 def _med(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
+    return statistics.median(xs)
 
 
 def report(res: dict) -> str:
@@ -258,6 +258,17 @@ def report(res: dict) -> str:
         )
         start = _med([x["stages"].get("ray_start", 0.0) for x in res["ray"]])
         lines.append(f"| Ray, less its start-up ({start:.1f} s) | {rw - start:.1f} s | {(rw - start) / lw:.2f} | |")
+        if len(res["ray"]) > 1:  # alternating pairs: the ratio of each pair, so a machine that drifts hurts both
+            ratios = [r["wall"] / lo["wall"] for lo, r in zip(res["local"], res["ray"], strict=False)]
+            pairs = ", ".join(
+                f"Ray {r['wall']:.1f} s against local {lo['wall']:.1f} s ({r['wall'] / lo['wall']:.2f}x)"
+                for lo, r in zip(res["local"], res["ray"], strict=False)
+            )
+            notes.append(
+                f"{len(ratios)} alternating pairs (local, then Ray with its start-up): {pairs}. Median of the "
+                f"per-pair ratios {_med(ratios):.2f} (from {min(ratios):.2f} to {max(ratios):.2f}); the table "
+                "gives the medians of the walls."
+            )
         if start > 30:
             notes.append(
                 f"Starting the local Ray instance took {start:.0f} s: on this loaded machine its raylet missed Ray's "

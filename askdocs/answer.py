@@ -196,7 +196,8 @@ class Answerer:
         params = params or self.params()
         timings: dict[str, float] = {}
         qs = [self.index.search_query(q) for q in (queries or questions)]  # evidence reads what was searched
-        ranked = self.index.search_many(qs, search or SearchOptions(), timings=timings)
+        # answers read a list that a chunk announces but was cut from (``SearchOptions.whole_lists``)
+        ranked = self.index.search_many(qs, (search or SearchOptions()).replace(whole_lists=True), timings=timings)
         n = max(len(questions), 1)
         per = {key: v / n for key, v in timings.items()}  # a batch's retrieval cost, shared out evenly
         budget = self._budget(params)

@@ -45,6 +45,8 @@ class Scored:
     start: int
     dense: float
     bm25: float
+    parts: tuple[float, ...] = ()
+    """Its score against each part of a question that asks two things (``question_parts``); else empty."""
 
     @property
     def score(self) -> float:
@@ -61,6 +63,42 @@ class Evidence:
 
     def best(self) -> Scored | None:
         return max(self.units, key=lambda u: u.score, default=None)
+
+
+# "..., and does the command block other sessions?": a second question joined by "and", not a list of nouns
+_SECOND_QUESTION = re.compile(
+    r",?\s+and\s+(?=(?:do|does|did|is|are|was|were|can|could|will|would|should|what|what's|how|which|why|when|"
+    r"where|who)\b)",
+    re.IGNORECASE,
+)
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions inside one that asks two or more things, or ``[]`` for a single question.
+
+    "If I CLUSTER a table, does it stay ordered as rows are added, and does the command block other sessions?"
+    is two questions: scored as one, every best sentence answers the first (ordering), and the lock is never
+    quoted.  Only a clause that starts like a question counts: "an error message and a SQLSTATE code" is one."""
+    parts = [p.strip(" ,;") for p in _SECOND_QUESTION.split(question)]
+    parts = [p for p in parts if len(content_words(p)) >= 1]
+    return parts if len(parts) > 1 else []
+
+
+def _with_subject(parts: Sequence[str]) -> list[str]:
+    """The parts as queries: a later part ("does the command block other sessions?") leans on the first for its
+    subject, so it is embedded behind the first part's names ("CLUSTER: does the command ...") or, lacking
+    names, its content words.  Without them it matches nothing in particular."""
+    if not parts:
+        return []
+    first = parts[0]
+    lead = re.match(r"\s*\S+", first)
+    rest = first[lead.end() :] if lead else first
+    names = re.findall(r"(?<![\w.])[A-Z][A-Za-z0-9]+(?![\w-])|[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", rest)
+    names = [w for w in names if w.lower() not in _STOP]
+    subject = " ".join(dict.fromkeys(names)) or " ".join(
+        dict.fromkeys(w for w in re.findall(r"[A-Za-z][A-Za-z0-9_]{2,}", first) if w.lower() not in _STOP)
+    )
+    return [first, *(f"{subject}: {p}" if subject else p for p in parts[1:])]
 
 
 def informative(u: Scored, question_words: set[str]) -> bool:
@@ -139,25 +177,35 @@ def gather(question: str, hits: Sequence[Hit], embedder: object | None, known: K
         return Evidence(question, [], features(question, hits, [], known), _sources(hits))
     texts = [span.of(hit.text) for _, span, hit in raw]
     pieces = embedder.tokenizer_length() if embedder is not None else None  # type: ignore[attr-defined]
+    # a question that asks two things: each part scored apart too, so that the extractive answer quotes for each
+    parts = question_parts(question)
     if embedder is not None:
-        q = embedder.embed_queries([question])[0]  # type: ignore[attr-defined]
+        qs = embedder.embed_queries([question, *_with_subject(parts)])  # type: ignore[attr-defined]
         docs = embedder.embed_documents(  # type: ignore[attr-defined]
             [f"{hit.section}: {t}" if hit.section else t for (_, _, hit), t in zip(raw, texts, strict=True)]
         )
-        dense = docs @ q
+        sims = docs @ np.asarray(qs).T
     else:
-        dense = np.zeros(len(texts))
-    qterms = terms(question)
-    corpus = [terms(t) or ["\0"] for t in texts]
-    bm = np.asarray(BM25Okapi(corpus).get_scores(qterms), dtype=float) if qterms else np.zeros(len(texts))
-    bm = np.clip(bm, 0, None)
-    if bm.max() > 0:
-        bm = bm / bm.max()
+        sims = np.zeros((len(texts), 1 + len(parts)))
+    bm25 = BM25Okapi([terms(t) or ["\0"] for t in texts])
+    bms = np.stack([_bm25(bm25, q, len(texts)) for q in [question, *parts[:1]]], axis=1)
+    # the first part as any question; a later one by meaning alone: its few words are generic ("command",
+    # "downside") and BM25 picks whichever sentence repeats them ("issuing the command again")
+    scores = sims.copy()
+    scores[:, : bms.shape[1]] += BM25_WEIGHT * bms
     units = [
-        Scored(n, t, span.kind, span.start, float(d), float(b))
-        for (n, span, _), t, d, b in zip(raw, texts, dense, bm, strict=True)
+        Scored(n, t, span.kind, span.start, float(sims[i, 0]), float(bms[i, 0]), tuple(map(float, scores[i, 1:])))
+        for i, ((n, span, _), t) in enumerate(zip(raw, texts, strict=True))
     ]
     return Evidence(question, units, features(question, hits, units, known, pieces), _sources(hits))
+
+
+def _bm25(index: BM25Okapi, query: str, n: int) -> np.ndarray:
+    """BM25 of ``query``'s terms over the units, divided by its largest value so it lies in [0, 1]."""
+    qterms = terms(query)
+    bm = np.asarray(index.get_scores(qterms), dtype=float) if qterms else np.zeros(n)
+    bm = np.clip(bm, 0, None)
+    return bm / bm.max() if bm.max() > 0 else bm
 
 
 def agreement(dense: Sequence[str], bm25: Sequence[str]) -> dict[str, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -43,6 +44,9 @@ class SearchOptions:
     mode: SearchMode | None = None
     filter: str = ""
     timings: dict[str, float] | None = None
+    whole_lists: bool = False
+    """Continue a hit that ends announcing something ("... the following forms of partitioning:") into the
+    chunks after it (``continue_announced``): answers want the list, ``askdocs search`` shows chunks as stored."""
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in SEARCH_MODES:
@@ -50,6 +54,55 @@ class SearchOptions:
 
     def replace(self, **changes: Any) -> SearchOptions:
         return dataclasses.replace(self, **changes)
+
+
+#: A hit that ends announcing a list is continued by up to this many following chunks and characters.
+CONTINUE_CHUNKS = 3
+CONTINUE_CHARS = 1000
+_TERM_CHARS = 80
+_ENDS = (".", "?", "!", ";", "。", "？", "！", "；")
+
+
+def announces(text: str) -> bool:
+    """Whether a chunk ends announcing what the next chunk holds: its last paragraph ends with a colon ("...
+    the following forms of partitioning:"), or is the first short term or item right after such a line
+    ("Range Partitioning").  The chunker cut the list off there; the reader needs the rest of it."""
+    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if not paras:
+        return False
+    last = paras[-1]
+    if last.endswith((":", "：")):
+        return True
+    return (
+        len(paras) >= 2
+        and paras[-2].endswith((":", "："))
+        and len(last) <= _TERM_CHARS
+        and "\n" not in last
+        and not last.endswith(_ENDS)
+    )
+
+
+def continued(hit: Hit, following: Sequence[Hit]) -> Hit:
+    """``hit`` with the text of the chunks after it appended, up to ``CONTINUE_CHARS`` and not past a heading.
+
+    Chunks overlap; what each adds is the text after the previous one's end.  A chunk whose overlap does not
+    match (a document changed between ingests) ends the continuation: nothing is ever repeated or guessed."""
+    text, end = hit.text, hit.end
+    added = 0
+    for nxt in following:
+        overlap = end - nxt.start
+        if overlap < 0 or overlap > len(nxt.text) or not text.endswith(nxt.text[:overlap]):
+            break
+        more = nxt.text[overlap:]
+        heading = re.search(r"(?m)^#{1,6} ", more)
+        cut = heading.start() if heading else len(more)
+        cut = min(cut, CONTINUE_CHARS - added)
+        text += more[:cut]
+        added += cut
+        end = nxt.start + overlap + cut
+        if cut < len(more):
+            break
+    return dataclasses.replace(hit, text=text.rstrip(), end=end) if added else hit
 
 
 def passage(hit: Hit) -> str:
@@ -123,13 +176,36 @@ class Retriever:
         if k is None or mode is None:
             raise ValueError("Retriever.search needs k and mode; Index.search_many fills in the defaults")
         if self.reranker is None or not queries:
-            return self._named(self._search(queries, k, mode, expr, timings), timings)
-        first = self._search(queries, max(k, self.rerank_candidates), mode, expr, timings)
-        start = time.perf_counter()
-        hits = self.reranker.rerank(queries, first, k)
-        if timings is not None:
-            timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - start
+            hits = self._search(queries, k, mode, expr, timings)
+        else:
+            first = self._search(queries, max(k, self.rerank_candidates), mode, expr, timings)
+            start = time.perf_counter()
+            hits = self.reranker.rerank(queries, first, k)
+            if timings is not None:
+                timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - start
+        if options.whole_lists:
+            hits = self._continue_announced(hits, timings)
         return self._named(hits, timings)
+
+    def _continue_announced(self, hits: list[list[Hit]], timings: dict[str, float] | None) -> list[list[Hit]]:
+        """Each hit that ``announces`` a list, continued into the chunks after it (one small query per such hit,
+        before the hits are renamed: the query needs the stored source).  A hit whose next chunk is itself
+        among the hits is left alone: the reader has that chunk already."""
+        start = time.perf_counter()
+        out = []
+        for hs in hits:
+            have = {(h.root, h.source, h.chunk_index) for h in hs}
+            out.append(
+                [
+                    continued(h, self.store.following(h, CONTINUE_CHUNKS))
+                    if announces(h.text) and (h.root, h.source, h.chunk_index + 1) not in have
+                    else h
+                    for h in hs
+                ]
+            )
+        if timings is not None:
+            timings["search"] = timings.get("search", 0.0) + time.perf_counter() - start
+        return out
 
     def _roots_of(self, sources: Iterable[str]) -> dict[str, set[str]]:
         """``store.roots_of``, remembered for ``NAME_TTL`` seconds: the query filters on ``source`` over the

@@ -362,3 +362,100 @@ def test_extractive_quotes_every_term_of_an_announced_definition_list(embedder: 
     hit = Hit("1", 1.0, "ddl-partitioning.html", "Partitioning", "Overview", text)
     _, answer = _quoted("Which forms of partitioning does PostgreSQL support?", hit, embedder)
     assert all(f"{t} Partitioning" in answer for t in ("Range", "List", "Hash")), answer
+
+
+def test_question_parts() -> None:
+    from askdocs.evidence import question_parts
+
+    assert question_parts(
+        "If I CLUSTER a table on an index, does it stay ordered as rows are added, and does the command block "
+        "other sessions?"
+    ) == [
+        "If I CLUSTER a table on an index, does it stay ordered as rows are added",
+        "does the command block other sessions?",
+    ]
+    assert question_parts("How can I speed up pg_upgrade, and what's the downside?") == [
+        "How can I speed up pg_upgrade",
+        "what's the downside?",
+    ]
+    # one question with a list in it
+    assert question_parts("How do I abort with my own error message and a specific SQLSTATE code?") == []
+    assert question_parts("What do the parameters of HNSW mean?") == []
+
+
+def test_extractive_answers_each_part_of_a_two_part_question(embedder: Embedder) -> None:
+    """Scored as one, every best sentence answers the first part (ordering) and the lock is never quoted."""
+    from askdocs.store import Hit
+
+    text = (
+        "When a table is clustered, it is physically reordered based on the index information. Clustering is a "
+        "one-time operation: when the table is subsequently updated, the changes are not clustered. That is, no "
+        "attempt is made to store new or updated rows according to their index order. If one wishes, one can "
+        "periodically recluster by issuing the command again. Setting the table's fillfactor to less than 100% "
+        "can aid in preserving cluster ordering during updates, since updated rows are kept on the same page.\n\n"
+        "When a table is being clustered, an ACCESS EXCLUSIVE lock is acquired on it. This prevents any other "
+        "database operations (both reads and writes) from operating on the table until the CLUSTER is finished."
+    )
+    hit = Hit("1", 1.0, "sql-cluster.html", "CLUSTER", "Notes", text)
+    question = (
+        "If I CLUSTER a table on an index, does it stay ordered as rows are added, and does the command block "
+        "other sessions?"
+    )
+    ev, answer = _quoted(question, hit, embedder)
+    assert "index order" in answer and "ACCESS EXCLUSIVE" in answer, answer
+    assert all(len(u.parts) == 2 for u in ev.units)
+    # asked alone, the first part is answered as before: ordering only
+    _, first = _quoted(question.split(", and")[0] + "?", hit, embedder)
+    assert "index order" in first and "ACCESS EXCLUSIVE" not in first, first
+
+
+def test_a_hit_that_announces_a_list_is_continued() -> None:
+    from askdocs.retrieve import CONTINUE_CHARS, announces, continued
+    from askdocs.store import Hit
+
+    assert announces("Some text.\n\nPostgreSQL offers the following forms of partitioning:")
+    assert announces("Some text.\n\nthe following forms of partitioning:\n\nRange Partitioning")
+    assert not announces("Some text.\n\nRange partitioning splits a table by ranges.")
+    assert not announces("Note: this is a sentence that happens to hold a colon.")
+
+    doc = "intro:\n\nRange\n\nBy ranges.\n\nList\n\nBy values.\n\n## Next section\n\nOther things."
+    head = Hit("a", 1.0, "d.html", "D", "", doc[:13], chunk_index=0, start=0, end=13, root="/r")
+    nxt = [
+        Hit("b", 0.0, "d.html", "D", "", doc[8:30], chunk_index=1, start=8, end=30, root="/r"),
+        Hit("c", 0.0, "d.html", "D", "", doc[25:], chunk_index=2, start=25, end=len(doc), root="/r"),
+    ]
+    whole = continued(head, nxt)
+    assert whole.text == doc[: doc.index("## Next")].rstrip()  # each overlap once, and not past the heading
+    assert whole.end == doc.index("## Next")
+    # a next chunk whose overlap does not match (the document changed) adds nothing
+    assert continued(head, [Hit("b", 0.0, "d.html", "D", "", "XXXX" + doc[12:30], 1, start=8, end=30)]) == head
+    long = Hit("b", 0.0, "d.html", "D", "", doc[8:13] + "x" * 5000, chunk_index=1, start=8, end=5013, root="/r")
+    assert len(continued(head, [long]).text) == len(head.text) + CONTINUE_CHARS
+
+
+def test_extractive_quotes_a_list_the_chunker_cut_off(tmp_path: Path, embedder: Embedder) -> None:
+    """The chunk that announces the list ends at its first term; the rest is in the next chunks, which
+    the answer's search fetches (``SearchOptions.whole_lists``) while ``search`` shows the chunk as stored."""
+    from askdocs.retrieve import SearchOptions, announces
+
+    # four filler sentences put the chunk boundary right after the list's first term
+    filler = " ".join(f"Partitioned tables help when a table grows past memory, note {i}." for i in range(4))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "partitioning.md").write_text(
+        "# Table Partitioning\n\n"
+        f"{filler}\n\nPostgreSQL offers built-in support for the following forms of partitioning:\n\n"
+        "Range Partitioning\n\nThe table is partitioned into ranges defined by a key column or set of columns, "
+        "with no overlap between the ranges of values assigned to different partitions.\n\n"
+        "List Partitioning\n\nThe table is partitioned by explicitly listing which key values appear in each "
+        "partition.\n\nHash Partitioning\n\nThe table is partitioned by specifying a modulus and a remainder "
+        "for each partition.\n"
+    )
+    with Index(milvus_uri=str(tmp_path / "p.db"), embedder=embedder, top_k=1, search_mode="dense") as ix:
+        ix.ingest(tmp_path / "docs")
+        question = "Which forms of partitioning does PostgreSQL offer built-in support for?"
+        top = ix.search(question)[0]
+        assert announces(top.text) and "Hash" not in top.text, top.text  # the case this is about
+        whole = ix.search(question, SearchOptions(whole_lists=True))[0]
+        assert "Hash Partitioning" in whole.text and whole.text.startswith(top.text)
+        answer = Answerer(ix, ExtractiveGenerator(), ix.settings.model_copy(update={"refuse": False})).ask(question)
+    assert all(f"{t} Partitioning" in answer.answer for t in ("Range", "List", "Hash")), answer.answer

@@ -19,6 +19,7 @@ chunks come best first.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -150,12 +151,11 @@ def select(ev: Evidence) -> list[Scored]:
     # unchanged; see benchmarks/results/answers.md)
     source = best_supported_source(ev, cands)
     cands = [u for u in cands if source is None or ev.sources.get(u.n) == source]
-    floor = cands[0].score * RELATIVE_FLOOR
     chosen: list[Scored] = []
     seen: set[str] = set()
     size = picks = 0
-    for u in cands:
-        if picks >= MAX_UNITS or u.score < floor:
+    for u in _answer_order(cands):
+        if picks >= MAX_UNITS:
             break
         group = [g for g in _with_context(u, by_chunk) if g.text not in seen]
         if not group or (chosen and size + sum(len(g.text) for g in group) > MAX_CHARS):
@@ -168,6 +168,22 @@ def select(ev: Evidence) -> list[Scored]:
     for u in chosen:
         rank.setdefault(u.n, len(rank))
     return sorted(chosen, key=lambda u: (rank[u.n], u.start))
+
+
+def _answer_order(cands: Sequence[Scored]) -> list[Scored]:
+    """The candidates worth quoting, in the order to take them: best first, down to ``RELATIVE_FLOOR`` of the
+    best.  For a question that asks two things (``Scored.parts``), each part's ranking in turn: its best, the
+    other's best, then each one's second..., each down to the floor of its own best."""
+    if not cands[0].parts:
+        return [u for u in cands if u.score >= cands[0].score * RELATIVE_FLOOR]
+    rankings = []
+    for p in range(len(cands[0].parts)):
+        ranked = sorted(cands, key=lambda u: u.parts[p], reverse=True)
+        rankings.append([u for u in ranked if u.parts[p] >= ranked[0].parts[p] * RELATIVE_FLOOR])
+    order: list[Scored] = []
+    for turn in itertools.zip_longest(*rankings):
+        order += [u for u in turn if u is not None and all(u is not o for o in order)]
+    return order
 
 
 def render(units: Sequence[Scored]) -> list[str]:

@@ -114,6 +114,9 @@ class MilvusStore:
 
     # ------------------------------------------------------------------ search
 
+    def following(self, hit: Hit, count: int) -> list[Hit]:
+        return self._fresh(self.searcher.following, hit, count)
+
     def search_dense(self, vectors: np.ndarray, k: int, expr: str = "") -> list[list[Hit]]:
         return self._fresh(self.searcher.dense, vectors, k, expr)
 

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -196,6 +197,8 @@ class Connection:
         self._client: MilvusClient | None = None
         self._reached = False  # this process has talked to the server: a later failure is worth waiting out
         self.generation = 0  # bumped on every new client: a collection loaded on an old one must be loaded again
+        # searches run their dense and BM25 routes on two threads (askdocs.store.search): one client for both
+        self._connect_lock = threading.Lock()
 
     @property
     def client(self) -> MilvusClient:
@@ -208,11 +211,15 @@ class Connection:
             raise StoreError(self.explain(exc)) from None
 
     def connected(self) -> MilvusClient:
-        if self._client is None:
-            self._client = self._connect()
-            self._reached = True
-            self.generation += 1
-        return self._client
+        client = self._client
+        if client is not None:
+            return client
+        with self._connect_lock:
+            if self._client is None:
+                self._client = self._connect()
+                self._reached = True
+                self.generation += 1
+            return self._client
 
     def _connect(self) -> MilvusClient:
         from pymilvus import MilvusClient

@@ -46,7 +46,7 @@ class SearchOptions:
     timings: dict[str, float] | None = None
     whole_lists: bool = False
     """Continue a hit that ends announcing something ("... the following forms of partitioning:") into the
-    chunks after it (``continue_announced``): answers want the list, ``askdocs search`` shows chunks as stored."""
+    chunks after it (``announces``, ``continued``): answers want the list; ``askdocs search`` shows chunks as stored."""
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in SEARCH_MODES:

@@ -83,7 +83,8 @@ EMBEDDING: dict[str, Any] = {
         ),
     ],
     "embed_backend": Annotated[
-        Optional[str], typer.Option("--embed-backend", help="torch, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]")
+        Optional[str],
+        typer.Option("--embed-backend", help="torch, torch-bf16, onnx or onnx-int8 [env: ASKDOCS_EMBED_BACKEND]"),
     ],
     "embed_url": Annotated[
         Optional[list[str]],

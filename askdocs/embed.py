@@ -93,6 +93,11 @@ def canonical_model(name: str) -> str:
 def default_backend(model: str, device: str | None = None) -> str:
     """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
 
+    ``torch-bf16`` is not a default even where it is fastest: on a CPU with AMX (Intel Sapphire Rapids and
+    later) MiniLM embedded 192 chunks/s in bfloat16 against 102 in ONNX int8, but every later search of its
+    collection must then load torch to embed the question (a one-shot ``askdocs search`` took 5.9 s against
+    2.4 s), and the ONNX route loads without torch.  Large ingests opt in (benchmarks/results/speed.md).
+
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
     multilingual-e5-small it is what the Chinese and English dev sets were measured with
@@ -162,9 +167,11 @@ class Embedder:
         device: str | None = None,
         batch_size: int = 64,
         query_instruction: str | None = None,
+        bfloat16: bool = False,
     ) -> None:
         self.model_name = model
-        self.backend = "torch"
+        self.backend = "torch-bf16" if bfloat16 else "torch"
+        self.bfloat16 = bfloat16
         self.device = device
         self.batch_size = batch_size
         self.query_instruction = known_query_instruction(model) if query_instruction is None else query_instruction
@@ -180,7 +187,12 @@ class Embedder:
             path = resolve_model(self.model_name)
             token = os.environ.get("HF_TOKEN")
             try:
-                self._model = SentenceTransformer(path, device=self.device, token=token)
+                kwargs = {}
+                if self.bfloat16:
+                    import torch
+
+                    kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
+                self._model = SentenceTransformer(path, device=self.device, token=token, **kwargs)
             except OSError as exc:
                 raise AskdocsError(
                     f"cannot load embedding model {self.model_name!r}: {exc}. Without network access, use a "
@@ -210,7 +222,10 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.asarray(vectors, dtype=np.float32)
+        if self.bfloat16:  # normalised in bfloat16 (norms off by up to 1e-3): again in float32
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.document_prefix + t for t in texts] if self.document_prefix else texts)
@@ -220,6 +235,10 @@ class Embedder:
         return self._encode(texts)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """bfloat16 queries one per forward pass: a batch pads to its longest text, and bfloat16's rounding
+        then depends on what else was in the batch (as int8's scales do, see ``OnnxEmbedder``)."""
+        if self.bfloat16 and len(texts) > 1:
+            return np.vstack([self._encode([self.query_instruction + t]) for t in texts])
         return self._encode([self.query_instruction + t for t in texts])
 
 
@@ -510,8 +529,8 @@ def make_embedder(
     query_instruction: str | None = None,
 ) -> Embedder:
     """The embedder for a backend setting: torch (any device) or ONNX Runtime on CPU."""
-    if backend == "torch":
-        return Embedder(model, device, batch_size, query_instruction)
+    if backend in ("torch", "torch-bf16"):
+        return Embedder(model, device, batch_size, query_instruction, bfloat16=backend == "torch-bf16")
     if backend in ("onnx", "onnx-int8"):
         if device not in (None, "cpu"):
             raise AskdocsError(f"embed_backend {backend} runs on CPU; use embed_backend=torch for {device}")
@@ -520,4 +539,4 @@ def make_embedder(
         )
     if backend == "remote":  # recorded by askdocs.embed_remote: only its servers can embed the queries
         raise AskdocsError(f"this collection was embedded by a server running {model}: pass --embed-url URL")
-    raise AskdocsError(f"unknown embed_backend {backend!r}; choose torch, onnx or onnx-int8")
+    raise AskdocsError(f"unknown embed_backend {backend!r}; choose torch, torch-bf16, onnx or onnx-int8")

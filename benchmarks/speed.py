@@ -715,7 +715,10 @@ def main() -> None:
         save()
     if "embedders" in parts and corpora:
         name = list(corpora)[-1]
-        res["embedders"] = {"corpus": name, **part_embedders(corpora[name], ["torch", "onnx", "onnx-int8"])}
+        res["embedders"] = {
+            "corpus": name,
+            **part_embedders(corpora[name], ["torch", "torch-bf16", "onnx", "onnx-int8"]),
+        }
         save()
     if "reingest" in parts:
         res["reingest"] = part_reingest(corpora, backends[-1], work)

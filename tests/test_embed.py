@@ -76,6 +76,22 @@ def test_int8_query_vector_does_not_depend_on_its_batch(
     assert np.array_equal(alone, beside)
 
 
+def test_bfloat16_is_close_to_float32_and_queries_do_not_depend_on_their_batch(
+    texts: list[str], embedder: Embedder
+) -> None:
+    bf16 = make_embedder(CPU_DEFAULT_MODEL, "torch-bf16", batch_size=16)
+    assert bf16.backend == "torch-bf16"
+    got = bf16.embed_documents(texts)
+    want = embedder.embed_documents(texts)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # normalised again in float32
+    cos = (got * want).sum(axis=1)
+    assert cos.min() > 0.99, cos.min()
+    assert np.abs(got - want).max() > 1e-4  # really bfloat16, not float32 again
+    alone = bf16.embed_queries(["What do the parameters of HNSW mean?"])[0]
+    beside = bf16.embed_queries(["What do the parameters of HNSW mean?", *texts[:8]])[0]
+    assert np.array_equal(alone, beside)
+
+
 def test_unfused_export_is_kept_apart(monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str]) -> None:
     """fuse=False (the graph askdocs exported before) lives in its own cache folder and agrees with the fused one."""
     monkeypatch.setenv("ASKDOCS_CACHE", str(cache))

@@ -38,7 +38,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 T = TypeVar("T")
 
 #: Chunks up to which embedded Milvus Lite keeps a hybrid query's p50 under 50 ms on a 2-core CPU: measured 25 ms
-#: at 100,000 (benchmarks/results/engines.md); larger collections were not measured.  Beyond it, a Milvus server.
+#: at 100,000 (benchmarks/results/engines.md), 71 ms at 1,000,000 (speed.md).  Beyond it, a Milvus server.
 LITE_CHUNK_LIMIT = 100_000
 
 #: How long a call keeps retrying a Milvus server that went away (the ``milvus_retry_seconds`` setting).

@@ -13,6 +13,7 @@ answer).  Selection: one document, the best-supported (``best_supported_source``
 best-scoring down to ``RELATIVE_FLOOR`` of the best, at most ``MAX_UNITS``
 of them and ``MAX_CHARS`` characters in all, each with the neighbour it needs to be read alone (the list a
 colon announces, the sentence a leading "This" points back to), without repeats (overlapping chunks).
+A question that asks two things (``askdocs.evidence.question_parts``) takes each part's best units in turn.
 Units of one chunk stay in the chunk's own order (an explanation reads in the order it was written);
 chunks come best first.
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +95,8 @@ def watch_and_sync(
         stop_event=stop_event,
         raise_interrupt=False,
     ):
+        if stop_event is not None and stop_event.is_set():
+            return
         report = sync()
         if on_sync is not None:
             on_sync(report, changes)
@@ -115,6 +118,25 @@ def watch_cli(index: Index, paths: Sequence[str], *, as_json: bool, quiet: bool,
             cause = f" after changes to {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else ""
             echo(f"{time.strftime('%H:%M:%S')} synced{cause}: {report.summary()}", highlight=False)
 
+    # Ctrl-C sets a stop flag rather than raising wherever the main thread happens to be (inside a Milvus
+    # call, say): the watcher ends at its next check, a sync in progress finishes first, and the Lite file is
+    # closed cleanly.  A second Ctrl-C stops at once (an ingest is crash-safe either way).
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if stop.is_set():
+            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+        stop.set()
+        if not as_json:
+            echo("stopping (Ctrl-C again to stop at once)", highlight=False)
+
     if not quiet and not as_json:
         echo(f"watching {', '.join(paths)} (Ctrl-C stops)", highlight=False)
-    watch_and_sync(index, paths, on_sync=report_line)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        watch_and_sync(index, paths, on_sync=report_line)
+        return
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        watch_and_sync(index, paths, on_sync=report_line, stop_event=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)

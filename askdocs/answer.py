@@ -269,7 +269,7 @@ class Answerer:
         cited = [contexts[n - 1] for n in cited_numbers(text, len(contexts))]
         embed = None
         if contexts and not getattr(self.generator, "messages_for", None):
-            embed = self.index.embedder().embed_documents  # paraphrases of generative models
+            embed = self.index.embedder().for_queries().embed_documents  # paraphrases of generative models
         checks = support.check_answer(text, [c.text for c in contexts], is_refusal=is_refusal, embed=embed)
         return Answer(
             question=prep.question,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -58,11 +60,18 @@ _MULTILINGUAL_ALIASES = {"multilingual"}
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a GPU, without importing torch (about 5 s) where there plainly is none: on
+    Linux a usable NVIDIA or ROCm GPU needs its device node, and macOS has no CUDA."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux") and not any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/kfd")):
+        return False
     try:
         import torch
-    except ImportError:
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # no torch, torch without CUDA support, or a broken driver: no GPU for us either way
         return False
-    return bool(torch.cuda.is_available())
 
 
 def default_model() -> str:
@@ -90,13 +99,35 @@ def canonical_model(name: str) -> str:
     return name
 
 
-def default_backend(model: str, device: str | None = None) -> str:
-    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
+def _on_cpu(device: str | None) -> bool:
+    return device in (None, "cpu") and not (device is None and cuda_available())
 
-    ``torch-bf16`` is not a default even where it is fastest: on a CPU with AMX (Intel Sapphire Rapids and
-    later) MiniLM embedded 192 chunks/s in bfloat16 against 102 in ONNX int8, but every later search of its
-    collection must then load torch to embed the question (a one-shot ``askdocs search`` took 5.9 s against
-    2.4 s), and the ONNX route loads without torch.  Large ingests opt in (benchmarks/results/speed.md).
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX, Intel Sapphire Rapids and later).
+
+    Read from /proc/cpuinfo's flags rather than from torch, so that choosing a backend imports nothing;
+    elsewhere (macOS, Windows) it answers no, which keeps the int8 default.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def default_backend(model: str, device: str | None = None) -> str:
+    """torch-bf16 for the packaged MiniLM on a CPU with AMX, onnx-int8 for it and multilingual-e5-small
+    on other CPUs, torch otherwise.
+
+    On AMX, MiniLM embedded 192 chunks/s in bfloat16 against 102 in ONNX int8 (vectors within 0.997
+    cosine of float32, int8's within 0.98), and a paired whole-process ingest of the Milvus docs ran
+    2.8 times the reference's speed against int8's 1.6 (benchmarks/results/speed.md).  Its searches embed
+    the question with the float32 ONNX export of the same model (``make_embedder``), so a search still
+    loads without torch.  Without AMX, bfloat16 is emulated and slower than float32: int8 stays.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
@@ -104,13 +135,14 @@ def default_backend(model: str, device: str | None = None) -> str:
     (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
     ``embed_backend`` says otherwise.
     """
-    on_cpu = device in (None, "cpu") and not (device is None and cuda_available())
-    if canonical_model(model) not in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL) or not on_cpu:
+    if canonical_model(model) not in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL) or not _on_cpu(device):
         return "torch"
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "torch"
+    if canonical_model(model) == CPU_DEFAULT_MODEL and cpu_has_amx():
+        return "torch-bf16"
     return "onnx-int8"
 
 
@@ -168,10 +200,12 @@ class Embedder:
         batch_size: int = 64,
         query_instruction: str | None = None,
         bfloat16: bool = False,
+        queries: Embedder | None = None,
     ) -> None:
         self.model_name = model
         self.backend = "torch-bf16" if bfloat16 else "torch"
         self.bfloat16 = bfloat16
+        self._queries = queries
         self.device = device
         self.batch_size = batch_size
         self.query_instruction = known_query_instruction(model) if query_instruction is None else query_instruction
@@ -201,8 +235,15 @@ class Embedder:
                 ) from None
         return self._model
 
+    def for_queries(self) -> Embedder:
+        """The embedder that query-time work (questions, answer checks) uses: this one, or the float32
+        ONNX export of the same model that a bfloat16 collection's searches use so as not to load torch."""
+        return self._queries or self
+
     @property
     def dimension(self) -> int:
+        if self._model is None and self._queries is not None:
+            return self._queries.dimension
         model = self.warm_up()
         dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
         return int(dim or model.get_sentence_embedding_dimension())
@@ -237,6 +278,8 @@ class Embedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """bfloat16 queries one per forward pass: a batch pads to its longest text, and bfloat16's rounding
         then depends on what else was in the batch (as int8's scales do, see ``OnnxEmbedder``)."""
+        if self._queries is not None:
+            return self._queries.embed_queries(texts)
         if self.bfloat16 and len(texts) > 1:
             return np.vstack([self._encode([self.query_instruction + t]) for t in texts])
         return self._encode([self.query_instruction + t for t in texts])
@@ -443,8 +486,10 @@ class OnnxEmbedder(Embedder):
         """Queries one per run with int8: its activations share one quantization scale per run (batch and
         padding included), so a query embedded beside others got a slightly different vector, and the same
         question could retrieve differently by what else was in its batch (measured: one dev question of 18
-        moved in dense hit@1).  Queries are short, so one run each costs little; chunks stay batched."""
-        if not self.quantize or len(texts) <= 1:
+        moved in dense hit@1).  Float32 runs one each too: padding moves its results in the last bits, and
+        a bfloat16 collection's questions (``make_embedder``) should not depend on their neighbours either.
+        Queries are short, so one run each costs little; chunks stay batched."""
+        if len(texts) <= 1:
             return super().embed_queries(texts)
         return np.vstack([super(OnnxEmbedder, self).embed_queries([t]) for t in texts])
 
@@ -531,6 +576,17 @@ def make_embedder(
     query_instruction: str | None = None,
 ) -> Embedder:
     """The embedder for a backend setting: torch (any device) or ONNX Runtime on CPU."""
+    if (
+        backend == "torch-bf16"
+        and canonical_model(model) in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL)
+        and _on_cpu(device)
+        and importlib.util.find_spec("onnxruntime") is not None
+    ):
+        # documents in bfloat16 (fast on AMX), questions through the float32 ONNX export (within 0.997
+        # cosine of bfloat16), so that a search loads without torch (2.4 s one-shot instead of 5.9 s)
+        fuse = model not in UNFUSED_MODELS
+        queries = OnnxEmbedder(model, batch_size, query_instruction, quantize=False, fuse=fuse)
+        return Embedder(model, device, batch_size, query_instruction, bfloat16=True, queries=queries)
     if backend in ("torch", "torch-bf16"):
         return Embedder(model, device, batch_size, query_instruction, bfloat16=backend == "torch-bf16")
     if backend in ("onnx", "onnx-int8"):

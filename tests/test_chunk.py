@@ -300,6 +300,7 @@ def test_chunks_without_a_letter_or_digit_are_dropped() -> None:
     joined = " ".join(ch.text for ch in chunks)
     assert "Pangolins" in joined and "水素" in joined
 
+
 # --------------------------------------------------------------------------- Chinese and other CJK text
 
 ZH_DOCS = Path(__file__).resolve().parent.parent / "samples" / "zh-docs"

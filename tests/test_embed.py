@@ -90,6 +90,33 @@ def test_bfloat16_is_close_to_float32_and_queries_do_not_depend_on_their_batch(
     alone = bf16.embed_queries(["What do the parameters of HNSW mean?"])[0]
     beside = bf16.embed_queries(["What do the parameters of HNSW mean?", *texts[:8]])[0]
     assert np.array_equal(alone, beside)
+    # questions go through the float32 ONNX export (no torch at search time): float32's vectors
+    assert isinstance(bf16.for_queries(), OnnxEmbedder) and not bf16.for_queries().quantize
+    assert np.abs(bf16.embed_queries(texts[:5]) - embedder.embed_queries(texts[:5])).max() < 1e-4
+    assert bf16._model is not None  # documents did load the bfloat16 torch model
+    assert bf16.dimension == 384
+
+
+def test_a_bfloat16_collection_is_searched_without_torch(docs: Path, db: str) -> None:
+    """Ingest in bfloat16, then search from a fresh process: the question's vector comes from ONNX Runtime,
+    so the search never imports torch (5 s of a one-shot search) and finds the page."""
+    import subprocess
+    import sys
+
+    with Index(milvus_uri=db, embed_backend="torch-bf16") as ix:
+        ix.ingest(docs)
+        assert ix.store.meta()["embed_backend"] == "torch-bf16"
+        ix.search("warm the export", k=1, mode="dense")  # the first search exports the ONNX graph once
+    script = (
+        "import sys\n"
+        "from askdocs import Index\n"
+        f"with Index(milvus_uri={db!r}) as ix:\n"
+        "    hits = ix.search('What does VACUUM FULL do to the table?', k=1, mode='hybrid')\n"
+        "print(hits[0].source, ix.embed_backend, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["page.html", "torch-bf16", "False"], out.stdout
 
 
 def test_unfused_export_is_kept_apart(monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str]) -> None:
@@ -125,12 +152,18 @@ def test_collection_remembers_its_backend(monkeypatch: pytest.MonkeyPatch, cache
         assert hits[0].source == "page.html"
 
 
-def test_default_backend_is_int8_only_for_the_packaged_model_on_cpu() -> None:
-    from askdocs.embed import default_backend
+def test_default_backend_on_cpu_is_bfloat16_with_amx_else_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    import askdocs.embed as embed_mod
+    from askdocs.embed import CPU_MULTILINGUAL_MODEL, cpu_has_amx, default_backend
 
-    assert default_backend(CPU_DEFAULT_MODEL, "cpu") == "onnx-int8"
-    assert default_backend("BAAI/bge-large-en-v1.5", "cpu") == "torch"
-    assert default_backend(CPU_DEFAULT_MODEL, "cuda") == "torch"
+    here = default_backend(CPU_DEFAULT_MODEL, "cpu")
+    assert here == ("torch-bf16" if cpu_has_amx() else "onnx-int8")
+    for amx, want in ((True, "torch-bf16"), (False, "onnx-int8")):
+        monkeypatch.setattr(embed_mod, "cpu_has_amx", lambda amx=amx: amx)
+        assert default_backend(CPU_DEFAULT_MODEL, "cpu") == want
+        assert default_backend(CPU_MULTILINGUAL_MODEL, "cpu") == "onnx-int8"  # bfloat16 measured on MiniLM only
+        assert default_backend("BAAI/bge-large-en-v1.5", "cpu") == "torch"
+        assert default_backend(CPU_DEFAULT_MODEL, "cuda") == "torch"
 
 
 def test_collection_records_the_backend_that_embedded_it(docs: Path, db: str, embedder: Embedder) -> None:

@@ -12,7 +12,7 @@ from askdocs.retrieve import Condition, filter_expression
 HOSTILE = [
     'x" or source != "',
     'a") or (1 == 1',
-    "x\\\" or chunk_index >= 0 or source == \\\"",
+    'x\\" or chunk_index >= 0 or source == \\"',
     "x\n or true",
     'guide/hnsw.md" || "1" == "1',
 ]

@@ -179,5 +179,3 @@ def test_rerun_is_stable(fuzzed, embedder) -> None:
     with Index(milvus_uri=db, embedder=embedder) as ix:
         report = ix.ingest(root)
     assert report.unchanged == len(GOOD) and report.added == 0 and report.failed == len(BAD)
-
-

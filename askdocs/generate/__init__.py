@@ -19,6 +19,7 @@ import importlib.util
 import math
 
 from askdocs.config import Settings
+from askdocs.embed import cuda_available
 from askdocs.errors import AskdocsError
 from askdocs.generate.base import BaseGenerator, Generation, Generator, Message, SamplingParams, TokenStream
 
@@ -38,15 +39,6 @@ __all__ = [
 VLLM_DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:  # torch without CUDA support, or a broken driver: no GPU for us either way
-        return False
-
-
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
@@ -60,7 +52,7 @@ def resolve_backend(settings: Settings) -> str:
         return settings.llm_backend
     if settings.llm_url:
         return "openai"
-    if vllm_installed() and _cuda_available():
+    if vllm_installed() and cuda_available():
         return "vllm"
     return "extractive"
 

@@ -223,6 +223,12 @@ class Embedder:
             try:
                 kwargs = {}
                 if self.bfloat16:
+                    # oneDNN caches a compiled kernel (with its own copy of re-laid-out weights) per input
+                    # shape, 1024 of them by default, and batches come in many lengths: 8 kept the speed
+                    # and cut the Milvus-docs ingest's peak memory from 2.2 to 1.7 GB.  Read at oneDNN's
+                    # first kernel, so set before torch computes anything; a user's own setting wins.
+                    # (glibc's malloc_trim after each batch saved 0.55 GB more but cost 9% of the time.)
+                    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
                     import torch
 
                     kwargs["model_kwargs"] = {"dtype": torch.bfloat16}

@@ -248,7 +248,8 @@ class Answerer:
         if not (self.settings.refuse or extract):
             return
         t0 = time.perf_counter()
-        embedder = self.index.embedder() if prep.prompt.hits else None
+        # query-time work: a bfloat16 collection's float32 ONNX embedder, so an answer does not load torch
+        embedder = self.index.embedder().for_queries() if prep.prompt.hits else None
         ev = evidence_mod.gather(prep.query, prep.prompt.hits, embedder, self.known_words)
         if self.settings.refuse:
             ev.features.update(self.agreement(prep.query))

@@ -103,31 +103,16 @@ def _on_cpu(device: str | None) -> bool:
     return device in (None, "cpu") and not (device is None and cuda_available())
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX, Intel Sapphire Rapids and later).
-
-    Read from /proc/cpuinfo's flags rather than from torch, so that choosing a backend imports nothing;
-    elsewhere (macOS, Windows) it answers no, which keeps the int8 default.
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
-
-
 def default_backend(model: str, device: str | None = None) -> str:
-    """torch-bf16 for the packaged MiniLM on a CPU with AMX, onnx-int8 for it and multilingual-e5-small
-    on other CPUs, torch otherwise.
+    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
 
-    On AMX, MiniLM embedded 192 chunks/s in bfloat16 against 102 in ONNX int8 (vectors within 0.997
-    cosine of float32, int8's within 0.98), and a paired whole-process ingest of the Milvus docs ran
-    2.8 times the reference's speed against int8's 1.6 (benchmarks/results/speed.md).  Its searches embed
-    the question with the float32 ONNX export of the same model (``make_embedder``), so a search still
-    loads without torch.  Without AMX, bfloat16 is emulated and slower than float32: int8 stays.
+    ``torch-bf16`` is not the default even where it is fastest.  On a CPU with AMX (Intel Sapphire
+    Rapids and later) MiniLM embeds 192 chunks/s in bfloat16 against 102 in int8, and a paired
+    whole-process ingest of the Milvus docs ran 2.81 times the reference's speed against int8's 1.63; its
+    questions go through the float32 ONNX export, so searches still load without torch.  But on the dev
+    sets it lowered the PostgreSQL extractive key-fact score from 0.73 to 0.67 (one question, whose two
+    candidate sentences scored 0.745 and 0.747) and English nDCG@10 by 0.007, while raising the Chinese
+    set; benchmarks/results/speed.md has the figures.  Large ingests opt in.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
@@ -141,8 +126,6 @@ def default_backend(model: str, device: str | None = None) -> str:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "torch"
-    if canonical_model(model) == CPU_DEFAULT_MODEL and cpu_has_amx():
-        return "torch-bf16"
     return "onnx-int8"
 
 

@@ -69,7 +69,9 @@ def run_backend(index: Index, backend: str, questions: list[dict[str, Any]]) -> 
         if prep.evidence is None:
             from askdocs import evidence
 
-            prep.evidence = evidence.gather(prep.query, prep.prompt.hits, index.embedder(), answerer.known_words)
+            prep.evidence = evidence.gather(
+                prep.query, prep.prompt.hits, index.embedder().for_queries(), answerer.known_words
+            )
         prep.evidence.features.update(answerer.agreement(prep.query))  # read on the refusal path only
         t0 = time.perf_counter()
         g = gen.generate([prep.prompt.messages], params)[0]

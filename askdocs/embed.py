@@ -99,8 +99,15 @@ def canonical_model(name: str) -> str:
     return name
 
 
-def _on_cpu(device: str | None) -> bool:
-    return device in (None, "cpu") and not (device is None and cuda_available())
+def _onnx_measured(model: str, device: str | None) -> bool:
+    """Whether ONNX Runtime may embed ``model`` here: a packaged model whose export was measured, on a CPU,
+    with onnxruntime installed.  Decides both the int8 default and a bfloat16 collection's question route."""
+    return (
+        canonical_model(model) in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL)
+        and device in (None, "cpu")
+        and not (device is None and cuda_available())  # after the cheap checks: it may import torch
+        and importlib.util.find_spec("onnxruntime") is not None
+    )
 
 
 def default_backend(model: str, device: str | None = None) -> str:
@@ -120,13 +127,7 @@ def default_backend(model: str, device: str | None = None) -> str:
     (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
     ``embed_backend`` says otherwise.
     """
-    if canonical_model(model) not in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL) or not _on_cpu(device):
-        return "torch"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnx-int8"
+    return "onnx-int8" if _onnx_measured(model, device) else "torch"
 
 
 def packaged_model_path() -> str | None:
@@ -565,16 +566,10 @@ def make_embedder(
     query_instruction: str | None = None,
 ) -> Embedder:
     """The embedder for a backend setting: torch (any device) or ONNX Runtime on CPU."""
-    if (
-        backend == "torch-bf16"
-        and canonical_model(model) in (CPU_DEFAULT_MODEL, CPU_MULTILINGUAL_MODEL)
-        and _on_cpu(device)
-        and importlib.util.find_spec("onnxruntime") is not None
-    ):
+    if backend == "torch-bf16" and _onnx_measured(model, device):
         # documents in bfloat16 (fast on AMX), questions through the float32 ONNX export (within 0.997
-        # cosine of bfloat16), so that a search loads without torch (2.4 s one-shot instead of 5.9 s)
-        fuse = model not in UNFUSED_MODELS
-        queries = OnnxEmbedder(model, batch_size, query_instruction, quantize=False, fuse=fuse)
+        # cosine of bfloat16), so that a search loads without torch (2.5 s one-shot instead of 5.9 s)
+        queries = make_embedder(model, "onnx", device, batch_size, query_instruction)
         return Embedder(model, device, batch_size, query_instruction, bfloat16=True, queries=queries)
     if backend in ("torch", "torch-bf16"):
         return Embedder(model, device, batch_size, query_instruction, bfloat16=backend == "torch-bf16")

@@ -110,16 +110,35 @@ def _onnx_measured(model: str, device: str | None) -> bool:
     )
 
 
-def default_backend(model: str, device: str | None = None) -> str:
-    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on CPU, torch otherwise.
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX, Intel Sapphire Rapids and later).
 
-    ``torch-bf16`` is not the default even where it is fastest.  On a CPU with AMX (Intel Sapphire
-    Rapids and later) MiniLM embeds 192 chunks/s in bfloat16 against 102 in int8, and a paired
-    whole-process ingest of the Milvus docs ran 2.81 times the reference's speed against int8's 1.63; its
-    questions go through the float32 ONNX export, so searches still load without torch.  But on the dev
-    sets it lowered the PostgreSQL extractive key-fact score from 0.73 to 0.67 (one question, whose two
-    candidate sentences scored 0.745 and 0.747) and English nDCG@10 by 0.007, while raising the Chinese
-    set; benchmarks/results/speed.md has the figures.  Large ingests opt in.
+    Read from /proc/cpuinfo's flags rather than from torch, so that choosing a backend imports nothing;
+    elsewhere (macOS, Windows) it answers no, which keeps the int8 default.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def default_backend(model: str, device: str | None = None) -> str:
+    """torch-bf16 for the packaged MiniLM on a CPU with AMX, onnx-int8 for it and multilingual-e5-small
+    on other CPUs, torch otherwise.
+
+    On AMX, MiniLM embeds 192 chunks/s in bfloat16 against 102 in int8, and a paired whole-process ingest
+    of the Milvus docs ran 2.8 times the reference's speed against int8's 1.6 (benchmarks/results/speed.md).
+    Its questions go through the float32 ONNX export of the same model (``make_embedder``), so a search
+    still loads without torch.  Quality decided it too: bfloat16 vectors are within 0.997 cosine of
+    float32 (0.99995 on average), int8's only within 0.98 (0.993).  On the dev sets bfloat16 ranked every
+    question's gold pages as float32 does or better, while int8's English figures above float32's are
+    quantization luck (an int8 graph that differs only in how attention is masked lost a question from
+    the hybrid top 5) and its Chinese ones are below.  Without AMX, bfloat16 is emulated and slower than
+    float32: int8 stays.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
@@ -127,7 +146,11 @@ def default_backend(model: str, device: str | None = None) -> str:
     (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
     ``embed_backend`` says otherwise.
     """
-    return "onnx-int8" if _onnx_measured(model, device) else "torch"
+    if not _onnx_measured(model, device):
+        return "torch"
+    if canonical_model(model) == CPU_DEFAULT_MODEL and cpu_has_amx():
+        return "torch-bf16"
+    return "onnx-int8"
 
 
 def packaged_model_path() -> str | None:

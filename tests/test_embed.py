@@ -156,13 +156,18 @@ def test_collection_remembers_its_backend(monkeypatch: pytest.MonkeyPatch, cache
         assert hits[0].source == "page.html"
 
 
-def test_default_backend_is_int8_only_for_the_packaged_models_on_cpu() -> None:
-    from askdocs.embed import CPU_MULTILINGUAL_MODEL, default_backend
+def test_default_backend_on_cpu_is_bfloat16_with_amx_else_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    import askdocs.embed as embed_mod
+    from askdocs.embed import CPU_MULTILINGUAL_MODEL, cpu_has_amx, default_backend
 
-    assert default_backend(CPU_DEFAULT_MODEL, "cpu") == "onnx-int8"
-    assert default_backend(CPU_MULTILINGUAL_MODEL, "cpu") == "onnx-int8"
-    assert default_backend("BAAI/bge-large-en-v1.5", "cpu") == "torch"
-    assert default_backend(CPU_DEFAULT_MODEL, "cuda") == "torch"
+    here = default_backend(CPU_DEFAULT_MODEL, "cpu")
+    assert here == ("torch-bf16" if cpu_has_amx() else "onnx-int8")
+    for amx, want in ((True, "torch-bf16"), (False, "onnx-int8")):
+        monkeypatch.setattr(embed_mod, "cpu_has_amx", lambda amx=amx: amx)
+        assert default_backend(CPU_DEFAULT_MODEL, "cpu") == want
+        assert default_backend(CPU_MULTILINGUAL_MODEL, "cpu") == "onnx-int8"  # bfloat16 measured on MiniLM only
+        assert default_backend("BAAI/bge-large-en-v1.5", "cpu") == "torch"
+        assert default_backend(CPU_DEFAULT_MODEL, "cuda") == "torch"
 
 
 def test_collection_records_the_backend_that_embedded_it(docs: Path, db: str, embedder: Embedder) -> None:

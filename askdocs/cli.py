@@ -362,6 +362,8 @@ class _RichProgress:
             self._progress.update(self._chunks, description="embedding", total=self.queued, visible=True)
         elif name == "flush":
             self._progress.update(self._chunks, description="Flushing …", visible=True)
+        elif name == "queries":
+            self._progress.update(self._chunks, description="Preparing question embedding …", visible=True)
         self._progress.refresh()
 
     def chunks_queued(self, n: int) -> None:

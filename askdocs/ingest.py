@@ -48,9 +48,10 @@ from askdocs.load import (
 )
 from askdocs.store import DocState, MilvusStore
 
-Stage = Literal["model", "embed", "flush"]
+Stage = Literal["model", "embed", "flush", "queries"]
 """Where a run is beyond reading files: loading the embedding model (seconds; the first run exports it to
-ONNX, ~20 s), embedding chunks, flushing the collection at the end (seconds on a large Lite file)."""
+ONNX, ~20 s), embedding chunks, flushing the collection at the end (seconds on a large Lite file), and
+readying the question embedder (a bfloat16 collection's float32 ONNX export, made once per machine)."""
 
 
 class ProgressSink(Protocol):
@@ -339,8 +340,10 @@ class Ingestor:
             if "again" in str(exc):
                 raise
             # The write order (see the module docstring) keeps every document written so far complete.
+            said = str(exc).rstrip()
             raise StoreError(
-                f"{exc} The ingest stopped; documents written so far are complete: run it again to finish."
+                f"{said}{'' if said.endswith('.') else '.'} The ingest stopped; documents written so far are "
+                "complete: run it again to finish."
             ) from None
 
     def _run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
@@ -401,6 +404,11 @@ class Ingestor:
             self.progress.stage("flush")
             with self._time("flush"):
                 self.store.flush()
+        prepare = getattr(self._embedder(), "prepare_queries", None) if self._collection_ready else None
+        if prepare is not None:
+            self.progress.stage("queries")
+            with self._time("queries"):
+                prepare()
         self.report.seconds = time.perf_counter() - started
         return self.report
 

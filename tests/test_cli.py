@@ -90,6 +90,16 @@ def test_errors_are_one_line_without_traceback(cli_env: str, docs: Path, tmp_pat
     assert res.exit_code == 1 and "does not exist" in res.output
 
 
+def test_ingest_makes_the_index_folder(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    """`--uri data/docs.db` in a new project: ingest makes the folder (a search there still says it is missing)."""
+    uri = tmp_path / "new" / "project" / "docs.db"
+    res = runner.invoke(app, ["ingest", str(docs), "--uri", str(uri)])
+    assert res.exit_code == 0, res.output
+    assert uri.is_file()
+    res = runner.invoke(app, ["documents", "--uri", str(uri), "--json"])
+    assert res.exit_code == 0 and "guide/hnsw.md" in res.stdout, res.output
+
+
 def test_console_script_end_to_end(tmp_path: Path, docs: Path) -> None:
     """The installed entry point, as a separate process: summary on stderr, results on stdout."""
     env = {**os.environ, "ASKDOCS_MILVUS_URI": str(tmp_path / "cli.db")}

@@ -16,6 +16,7 @@ finishes whatever step was interrupted.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -47,6 +48,8 @@ from askdocs.load import (
     read_bytes,
 )
 from askdocs.store import DocState, MilvusStore
+
+log = logging.getLogger(__name__)
 
 Stage = Literal["model", "embed", "flush", "queries"]
 """Where a run is beyond reading files: loading the embedding model (seconds; the first run exports it to
@@ -408,7 +411,10 @@ class Ingestor:
         if prepare is not None:
             self.progress.stage("queries")
             with self._time("queries"):
-                prepare()
+                try:
+                    prepare()
+                except Exception as exc:  # the documents are in; the first question will try again
+                    log.warning("could not prepare the question embedder now (%s); the first search will", exc)
         self.report.seconds = time.perf_counter() - started
         return self.report
 

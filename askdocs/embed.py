@@ -248,6 +248,10 @@ class Embedder:
                 ) from None
         return self._model
 
+    def queries_unprepared(self) -> bool:
+        """Whether the query-time embedder still has work to do before it can start (``prepare_queries``)."""
+        return isinstance(self._queries, OnnxEmbedder) and not self._queries.exported()
+
     def prepare_queries(self) -> None:
         """Make the query-time embedder ready to start: a bfloat16 collection's float32 ONNX export is made
         at the end of its ingest, while torch is loaded anyway, rather than on the user's first question
@@ -421,6 +425,9 @@ class OnnxEmbedder(Embedder):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self._model = None  # the torch weights are not needed any more
+
+    def exported(self) -> bool:
+        return (self._export_dir() / "askdocs-onnx.json").is_file()
 
     def ensure_export(self) -> Path:
         """The folder of this model's export, made first if it was never made."""

@@ -407,12 +407,12 @@ class Ingestor:
             self.progress.stage("flush")
             with self._time("flush"):
                 self.store.flush()
-        prepare = getattr(self._embedder(), "prepare_queries", None) if self._collection_ready else None
-        if prepare is not None:
+        embedder = self._embedder() if self._collection_ready else None
+        if embedder is not None and getattr(embedder, "queries_unprepared", lambda: False)():
             self.progress.stage("queries")
             with self._time("queries"):
                 try:
-                    prepare()
+                    embedder.prepare_queries()
                 except Exception as exc:  # the documents are in; the first question will try again
                     log.warning("could not prepare the question embedder now (%s); the first search will", exc)
         self.report.seconds = time.perf_counter() - started

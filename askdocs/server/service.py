@@ -128,7 +128,8 @@ class Job:
     files_total: int = 0
     files_done: int = 0
     stage_now: str = ""
-    """``model``, ``embed`` or ``flush``: what the ingest does beyond reading files (``askdocs.ingest.Stage``)."""
+    """``model``, ``embed``, ``flush`` or ``queries``: what the ingest does beyond reading files
+    (``askdocs.ingest.Stage``)."""
     chunks_total: int = 0
     """Chunks to embed so far: it grows as files are read."""
     embedded: int = 0

@@ -134,11 +134,11 @@ def default_backend(model: str, device: str | None = None) -> str:
     of the Milvus docs ran 2.8 times the reference's speed against int8's 1.6 (benchmarks/results/speed.md).
     Its questions go through the float32 ONNX export of the same model (``make_embedder``), so a search
     still loads without torch.  Quality decided it too: bfloat16 vectors are within 0.997 cosine of
-    float32 (0.99995 on average), int8's only within 0.98 (0.993).  On the dev sets bfloat16 ranked every
-    question's gold pages as float32 does or better, while int8's English figures above float32's are
-    quantization luck (an int8 graph that differs only in how attention is masked lost a question from
-    the hybrid top 5) and its Chinese ones are below.  Without AMX, bfloat16 is emulated and slower than
-    float32: int8 stays.
+    float32 (0.99995 on average), int8's only within 0.98 (0.993; benchmarks/embed_fidelity.py).  On the
+    dev sets bfloat16 ranked every question's gold pages as float32 does or better, while int8's English
+    figures above float32's are quantization luck (an int8 graph that differs only in how attention is
+    masked lost a question from the hybrid top 5) and its Chinese ones are below.  Without AMX, bfloat16
+    is emulated and slower than float32: int8 stays.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
@@ -415,24 +415,24 @@ class OnnxEmbedder(Embedder):
                 "pad_id": model.tokenizer.pad_token_id,
             }
             (tmp / "askdocs-onnx.json").write_text(json.dumps(conf, indent=1))
-            if folder.exists() and not (folder / "askdocs-onnx.json").is_file():
+            if folder.exists() and not _export_complete(folder):
                 shutil.rmtree(folder, ignore_errors=True)  # a partial or older export
             try:
                 os.replace(tmp, folder)  # atomic: a crash mid-export never leaves a half folder behind
             except OSError:  # another process finished the same export first
-                if not (folder / "askdocs-onnx.json").is_file():
+                if not _export_complete(folder):
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self._model = None  # the torch weights are not needed any more
 
     def exported(self) -> bool:
-        return (self._export_dir() / "askdocs-onnx.json").is_file()
+        return _export_complete(self._export_dir())
 
     def ensure_export(self) -> Path:
         """The folder of this model's export, made first if it was never made."""
         folder = self._export_dir()
-        if not (folder / "askdocs-onnx.json").is_file():
+        if not _export_complete(folder):
             folder.parent.mkdir(parents=True, exist_ok=True)
             self._export(folder)
             prune_cache_siblings(folder)
@@ -537,6 +537,11 @@ class OnnxEmbedder(Embedder):
             out[idx] = session.run(None, self._features([texts[j] for j in idx]))[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)  # row-wise, whether or not the model ends in Normalize
+
+
+def _export_complete(folder: Path) -> bool:
+    """An export folder is complete once its settings file is there: the export writes it last."""
+    return (folder / "askdocs-onnx.json").is_file()
 
 
 #: Bumped whenever the exported graph changes, so that cached exports are made again.

@@ -219,9 +219,10 @@ class Index:
         self, *paths: str | os.PathLike[str], prune: bool = False, progress: ProgressSink | None = None
     ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents so the index matches the files."""
-        if self.settings.is_lite:  # like any tool that writes a file: `--uri data/docs.db` in a new project
+        lite = self.store.conn.lite
+        if lite is not None:  # like any tool that writes a file: `--uri data/docs.db` in a new project
             with contextlib.suppress(OSError):  # opening the file then says precisely why (read-only, ...)
-                Path(self.settings.milvus_uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                lite.path.parent.mkdir(parents=True, exist_ok=True)
         self._check_model()
         kind: type[Ingestor] = Ingestor
         more: dict[str, object] = {}

@@ -407,12 +407,11 @@ class Ingestor:
             self.progress.stage("flush")
             with self._time("flush"):
                 self.store.flush()
-        embedder = self._embedder() if self._collection_ready else None
-        if embedder is not None and getattr(embedder, "queries_unprepared", lambda: False)():
+        if self._collection_ready and self._embedder().queries_unprepared():
             self.progress.stage("queries")
             with self._time("queries"):
                 try:
-                    embedder.prepare_queries()
+                    self._embedder().prepare_queries()
                 except Exception as exc:  # the documents are in; the first question will try again
                     log.warning("could not prepare the question embedder now (%s); the first search will", exc)
         self.report.seconds = time.perf_counter() - started

@@ -151,6 +151,7 @@ def child_query(db: str, n_queries: int) -> dict:
         raw: dict[str, list[float]] = {m: [] for m in ("dense", "bm25", "hybrid")}
         c, coll = st.client, st.collection
         metric = st.schema.metric_type
+        n = ix.retriever.candidates  # what each route of a hybrid search fetches (50)
         for q, v in zip(qs, vectors, strict=True):
             for mode in lat:
                 t = time.perf_counter()
@@ -169,7 +170,6 @@ def child_query(db: str, n_queries: int) -> dict:
                 output_fields=OUTPUT_FIELDS,
             )
             raw["bm25"].append(time.perf_counter() - t)
-            n = ix.retriever.candidates  # 50
             if ix.settings.fusion == "weighted":  # the default: the same two searches askdocs makes, in turn
                 t = time.perf_counter()
                 c.search(

@@ -100,6 +100,13 @@ def test_ingest_makes_the_index_folder(cli_env: str, docs: Path, tmp_path: Path)
     assert res.exit_code == 0 and "guide/hnsw.md" in res.stdout, res.output
 
 
+def test_an_index_under_a_file_is_refused_plainly(cli_env: str, docs: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("a file, not a folder")
+    res = runner.invoke(app, ["ingest", str(docs), "--uri", str(tmp_path / "notes" / "docs.db")])
+    assert res.exit_code == 1 and "is a file, not a folder" in res.output, res.output
+    assert "another process" not in res.output
+
+
 def test_console_script_end_to_end(tmp_path: Path, docs: Path) -> None:
     """The installed entry point, as a separate process: summary on stderr, results on stdout."""
     env = {**os.environ, "ASKDOCS_MILVUS_URI": str(tmp_path / "cli.db")}

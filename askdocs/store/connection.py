@@ -108,6 +108,8 @@ class LiteFile:
         uri, path = self.uri, self.path
         if not path.parent.exists():
             raise StoreError(f"cannot open Milvus Lite at {uri}: folder {path.parent} does not exist")
+        if not path.parent.is_dir():  # else the lock file fails, which read as "open in another process"
+            raise StoreError(f"cannot open Milvus Lite at {uri}: {path.parent} is a file, not a folder")
         engine = lite_engine()
         if engine is None:
             raise StoreError(

@@ -174,14 +174,14 @@ class Settings(BaseSettings):
     embed_backend: EmbedBackend | None = Field(
         None,
         description=(
-            "Unset: the backend the collection was built with; for a new one with the packaged MiniLM on "
-            "CPU, torch-bf16 where the CPU has AMX and onnx-int8 elsewhere; onnx-int8 for multilingual-e5-small "
-            "on CPU; torch otherwise.  torch runs the sentence-transformers model; torch-bf16 runs it in "
-            "bfloat16 for documents (on a CPU with AMX it embeds 1.9x as fast as onnx-int8, vectors within "
-            "0.997 cosine of float32) and embeds questions with the float32 ONNX export, so searches load "
-            "without torch; onnx runs the same model exported to ONNX Runtime (exported once into the cache, "
-            "identical vectors, faster on CPU); onnx-int8 adds dynamic int8 quantization (fastest on CPUs "
-            "without AMX, vectors within 0.98 cosine of float32: ingest and query with the same backend)."
+            "Unset: the backend the collection was built with; for a new one, onnx-int8 with the packaged "
+            "MiniLM or multilingual-e5-small on CPU, torch otherwise.  torch runs the sentence-transformers "
+            "model; torch-bf16 runs it in bfloat16 for documents (on a CPU with AMX it ingests faster than "
+            "onnx-int8 with vectors within 0.9999 cosine of float32; without AMX it is slow) and embeds "
+            "questions with the float32 ONNX export, so searches load without torch; onnx runs the same "
+            "model exported to ONNX Runtime (exported once into the cache, identical vectors, faster on "
+            "CPU); onnx-int8 adds dynamic int8 quantization (fastest questions on CPU, vectors within 0.98 "
+            "cosine of float32: ingest and query with the same backend)."
         ),
     )
     query_instruction: str | None = Field(

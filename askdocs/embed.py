@@ -114,7 +114,7 @@ def cpu_has_amx() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (AMX, Intel Sapphire Rapids and later).
 
     Read from /proc/cpuinfo's flags rather than from torch, so that choosing a backend imports nothing;
-    elsewhere (macOS, Windows) it answers no, which keeps the int8 default.
+    elsewhere (macOS, Windows) it answers no.  Without it, a torch-bf16 choice is warned about.
     """
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
@@ -127,30 +127,22 @@ def cpu_has_amx() -> bool:
 
 
 def default_backend(model: str, device: str | None = None) -> str:
-    """torch-bf16 for the packaged MiniLM on a CPU with AMX, onnx-int8 for it and multilingual-e5-small
-    on other CPUs, torch otherwise.
-
-    On AMX, MiniLM embeds 192 chunks/s in bfloat16 against 102 in int8, and a paired whole-process ingest
-    of the Milvus docs ran 2.8 times the reference's speed against int8's 1.6 (benchmarks/results/speed.md).
-    Its questions go through the float32 ONNX export of the same model (``make_embedder``), so a search
-    still loads without torch.  Quality decided it too: bfloat16 vectors are within 0.997 cosine of
-    float32 (0.99995 on average), int8's only within 0.98 (0.993; benchmarks/embed_fidelity.py).  On the
-    dev sets bfloat16 ranked every question's gold pages as float32 does or better, while int8's English
-    figures above float32's are quantization luck (an int8 graph that differs only in how attention is
-    masked lost a question from the hybrid top 5) and its Chinese ones are below.  Without AMX, bfloat16
-    is emulated and slower than float32: int8 stays.
+    """onnx-int8 for the packaged MiniLM and multilingual-e5-small on a CPU, torch otherwise.
 
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
-    sets (benchmarks/results/quality_variants.md) at about twice torch's embedding speed, and with
-    multilingual-e5-small it is what the Chinese and English dev sets were measured with
-    (benchmarks/results/multilingual.md).  Other models, and any GPU, keep torch unless
-    ``embed_backend`` says otherwise.
+    sets (benchmarks/results/quality_variants.md), and with multilingual-e5-small it is what the Chinese
+    and English dev sets were measured with (benchmarks/results/multilingual.md).  Speed: MiniLM's int8
+    graph (plain, without SDPA's NaN guards: ``_drop_nan_guards``) ingested the Milvus docs at 2.33 times
+    the reference's speed in a paired whole-process run on a 2-CPU Xeon, and a hybrid question at 22.5k
+    chunks costs 1.4 times Milvus's own search time (benchmarks/results/speed.md).
+
+    torch-bf16 stays a choice, not the default: on a CPU with AMX it ingests faster still (2.82x) and its
+    vectors are the model's own (0.99995 cosine to float32, int8's 0.993; benchmarks/embed_fidelity.py),
+    which ranked the Chinese dev questions better; but its questions go through the float32 export, 1-2
+    ms more per question on 2 CPUs (1.7x Milvus's time), and without AMX bfloat16 is emulated and slow.
+    Other models, and any GPU, keep torch unless ``embed_backend`` says otherwise.
     """
-    if not _onnx_measured(model, device):
-        return "torch"
-    if canonical_model(model) == CPU_DEFAULT_MODEL and cpu_has_amx():
-        return "torch-bf16"
-    return "onnx-int8"
+    return "onnx-int8" if _onnx_measured(model, device) else "torch"
 
 
 def packaged_model_path() -> str | None:
@@ -399,6 +391,9 @@ class OnnxEmbedder(Embedder):
                 )
             if self.fuse and auto is not None:
                 _fuse_transformer(tmp / "model.onnx", auto.config)
+            empty = (getattr(model, "preprocess", None) or model.tokenize)([""])
+            if "attention_mask" in empty and int(empty["attention_mask"].sum()) > 0:
+                _drop_nan_guards(tmp / "model.onnx")  # no row of attention can be fully masked: see there
             model.tokenizer.save_pretrained(str(tmp))
             first = model[0]
             conf = {
@@ -546,7 +541,49 @@ def _export_complete(folder: Path) -> bool:
 
 #: Bumped whenever the exported graph changes, so that cached exports are made again.
 #: 2: attention, LayerNorm and GELU fused by ONNX Runtime's transformer optimizer.
-EXPORT_VERSION = 2
+#: 3: the NaN guards after each softmax of an SDPA export removed (``_drop_nan_guards``).
+EXPORT_VERSION = 3
+
+
+def _drop_nan_guards(path: Path) -> None:
+    """Remove the ``Where(IsNaN(p), 0, p)`` that torch's SDPA export puts after every attention softmax.
+
+    Why: the guard only changes a row whose every key is masked (softmax of all ``-inf`` is NaN), and
+    that cannot happen here: the model's tokenizer gives even an empty text a special token
+    (``_export`` checks it before calling this), and padding masks keys after a sequence's own tokens,
+    never all of them.  Where it changes nothing it still reads and writes every attention score
+    twice: on a 2-CPU Xeon it was a third of the unfused MiniLM's time, and int8 vectors made without
+    it are bit-identical (640 Milvus-docs chunks) at 1.5x the speed.  ONNX Runtime has no graph
+    rewrite that knows the guard is dead, so this one is written here.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    dead: list[Any] = []
+    alias: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type != "Where" or len(node.input) != 3:
+            continue
+        test = producer.get(node.input[0])
+        if test is not None and test.op_type == "IsNaN" and test.input[0] == node.input[2]:
+            alias[node.output[0]] = node.input[2]
+            dead += [node, test]
+    if not dead:
+        return
+    outputs = {o.name for o in graph.output}
+    if outputs & set(alias):  # a guard on a graph output: leave the graph as exported
+        return
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    used = {name for node in graph.node if node not in dead for name in node.input} | outputs
+    for node in dead + [n for n in graph.node if n.op_type == "Constant" and not set(n.output) & used]:
+        if node in graph.node:
+            graph.node.remove(node)
+    onnx.save(model, str(path))
 
 
 def _fuse_transformer(path: Path, config: Any) -> None:
@@ -613,6 +650,17 @@ def make_embedder(
     query_instruction: str | None = None,
 ) -> Embedder:
     """The embedder for a backend setting: torch (any device) or ONNX Runtime on CPU."""
+    # cuda_available() imports torch: asked last, and only for torch-bf16
+    if (
+        backend == "torch-bf16"
+        and device in (None, "cpu")
+        and not cpu_has_amx()
+        and not (device is None and cuda_available())
+    ):
+        log.warning(
+            "embed_backend torch-bf16 on a CPU without AMX: bfloat16 is emulated here, slower than float32; "
+            "onnx-int8 is the fast CPU backend"
+        )
     if backend == "torch-bf16" and _onnx_measured(model, device):
         # documents in bfloat16 (fast on AMX), questions through the float32 ONNX export (within 0.997
         # cosine of bfloat16), so that a search loads without torch (2.5 s one-shot instead of 5.9 s)

@@ -18,8 +18,9 @@ from askdocs import Index
 
 ray = pytest.importorskip("ray", reason="Ray is in the optional extra askdocs[ray]: make test-ray")
 pytestmark = pytest.mark.ray
-# float ONNX: batch-independent up to rounding.  The CPU defaults are not: onnx-int8 quantizes activations
-# with scales taken per batch (cosine 0.98-0.997 between the two ingests), and torch-bf16 rounds per batch.
+# float ONNX: batch-independent up to rounding.  The CPU default is not: onnx-int8 quantizes activations
+# with scales taken per batch (cosine 0.98-0.997 between the two ingests); nor is torch-bf16, which rounds
+# per batch.
 BACKEND = "onnx"
 
 

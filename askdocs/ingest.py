@@ -326,6 +326,7 @@ class Ingestor:
         self._qualified: set[DocKey] = set()  # documents whose chunk ids take their root in (``chunk_id``)
         self._collection_ready = False
         self._writer: _Writer | None = None
+        self._wrote = False  # whether any insert or delete was sent to the store
         self._explicit: set[str] = set()
 
     def _fail(self, path: str, reason: str) -> None:
@@ -342,11 +343,13 @@ class Ingestor:
         except StoreError as exc:
             if "again" in str(exc):
                 raise
-            # The write order (see the module docstring) keeps every document written so far complete.
             said = str(exc).rstrip()
+            said += "" if said.endswith((".", "?", "!")) else "."
+            if not self._wrote:  # the index could not be read or opened: there is nothing to finish
+                raise StoreError(f"{said} Nothing was written.") from None
+            # The write order (see the module docstring) keeps every document written so far complete.
             raise StoreError(
-                f"{said}{'' if said.endswith('.') else '.'} The ingest stopped; documents written so far are "
-                "complete: run it again to finish."
+                f"{said} The ingest stopped; documents written so far are complete: run it again to finish."
             ) from None
 
     def _run(self, inputs: Iterable[str], prune: bool = False) -> IngestReport:
@@ -401,6 +404,7 @@ class Ingestor:
             dir_roots = {str(r) for r in found.dir_roots}
             for root, source in states:
                 if root in dir_roots and (root, source) not in seen:
+                    self._wrote = True
                     self.store.delete_source(root, source)
                     self.report.removed += 1
         if self._collection_ready or self.report.removed or self.report.updated:
@@ -448,6 +452,7 @@ class Ingestor:
 
     def _store(self, job: Callable[[], None]) -> None:
         assert self._writer is not None
+        self._wrote = True
         self._writer.submit(job)
 
     def _accept(self, p: Prepared) -> None:

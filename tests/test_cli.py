@@ -171,6 +171,19 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["status", "--uri", "http://127.0.0.1:9"])
     assert res.exit_code == 1
     assert "cannot reach Milvus at http://127.0.0.1:9" in res.output and "Traceback" not in res.output
+    (tmp_path / "a.md").write_text("# A\n\nSome text.\n")
+    # a real process: pymilvus's log handler writes to the stderr it found at import, which CliRunner can't see
+    out = subprocess.run(
+        [sys.executable, "-m", "askdocs.cli", "ingest", str(tmp_path), "--uri", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = out.stdout + out.stderr
+    assert out.returncode == 1 and "cannot reach Milvus at http://127.0.0.1:9" in said
+    # nothing was written, so no advice to 'run it again to finish' a run that never started
+    assert "Nothing was written." in said and "run it again" not in said, said
+    assert "?." not in said and "Failed to create new connection" not in said  # pymilvus's own log line
 
 
 def test_bad_settings_are_one_line_errors(cli_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -226,7 +226,10 @@ class Connection:
     def _connect(self) -> MilvusClient:
         from pymilvus import MilvusClient
 
-        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its RPC errors come back to us, explained
+        # its RPC errors come back to us, explained; pymilvus.milvus_client has its own level (INFO), not
+        # pymilvus's: it logged "Failed to create new connection" above the one-line error
+        for name in ("pymilvus", "pymilvus.milvus_client"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.lite is not None:
             # On Milvus Lite every query_iterator asks for a timestamp the engine does not serve; pymilvus
             # falls back to a client-side one and logs the harmless miss.

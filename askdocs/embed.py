@@ -132,9 +132,9 @@ def default_backend(model: str, device: str | None = None) -> str:
     Int8 is the CPU default only where its quality was measured: with MiniLM it kept hit@5 on both dev
     sets (benchmarks/results/quality_variants.md), and with multilingual-e5-small it is what the Chinese
     and English dev sets were measured with (benchmarks/results/multilingual.md).  Speed: MiniLM's int8
-    graph (plain, without SDPA's NaN guards: ``_drop_nan_guards``) ingested the Milvus docs at 2.33 times
-    the reference's speed in a paired whole-process run on a 2-CPU Xeon, and a hybrid question at 22.5k
-    chunks costs 1.4 times Milvus's own search time (benchmarks/results/speed.md).
+    graph (plain, without SDPA's NaN guards: ``_drop_nan_guards``) ingested the Milvus docs at 2.50 and
+    2.33 times the reference's speed in two paired whole-process runs on a 2-CPU Xeon, and a hybrid
+    question at 22.5k chunks costs 1.43-1.50 times Milvus's own search time (benchmarks/results/speed.md).
 
     torch-bf16 stays a choice, not the default: on a CPU with AMX it ingests faster still (2.82x) and its
     vectors are the model's own (0.99995 cosine to float32, int8's 0.993; benchmarks/embed_fidelity.py),
@@ -553,7 +553,7 @@ def _drop_nan_guards(path: Path) -> None:
     (``_export`` checks it before calling this), and padding masks keys after a sequence's own tokens,
     never all of them.  Where it changes nothing it still reads and writes every attention score
     twice: on a 2-CPU Xeon it was a third of the unfused MiniLM's time, and int8 vectors made without
-    it are bit-identical (640 Milvus-docs chunks) at 1.5x the speed.  ONNX Runtime has no graph
+    it are bit-identical (643 Milvus-docs chunks) at 1.5x the speed.  ONNX Runtime has no graph
     rewrite that knows the guard is dead, so this one is written here.
     """
     import onnx

@@ -362,7 +362,8 @@ class OnnxEmbedder(Embedder):
             # SDPA attention traces into a graph ONNX Runtime's optimizer does not recognise as attention;
             # the eager implementation (the same arithmetic) traces into the pattern it fuses
             auto.set_attn_implementation("eager")
-        feats = (getattr(model, "preprocess", None) or model.tokenize)(["a", "two words"])
+        tokenize = getattr(model, "preprocess", None) or model.tokenize
+        feats = tokenize(["a", "two words"])
         sample = {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
         names = list(sample)
 
@@ -391,7 +392,7 @@ class OnnxEmbedder(Embedder):
                 )
             if self.fuse and auto is not None:
                 _fuse_transformer(tmp / "model.onnx", auto.config)
-            empty = (getattr(model, "preprocess", None) or model.tokenize)([""])
+            empty = tokenize([""])
             if "attention_mask" in empty and int(empty["attention_mask"].sum()) > 0:
                 _drop_nan_guards(tmp / "model.onnx")  # no row of attention can be fully masked: see there
             model.tokenizer.save_pretrained(str(tmp))
@@ -581,8 +582,7 @@ def _drop_nan_guards(path: Path) -> None:
                 node.input[i] = alias[name]
     used = {name for node in graph.node if node not in dead for name in node.input} | outputs
     for node in dead + [n for n in graph.node if n.op_type == "Constant" and not set(n.output) & used]:
-        if node in graph.node:
-            graph.node.remove(node)
+        graph.node.remove(node)
     onnx.save(model, str(path))
 
 

@@ -150,6 +150,25 @@ def test_unfused_export_is_kept_apart(
     assert np.abs(plain - embedder.embed_documents(sample)).max() < 1e-4
 
 
+def test_int8_without_nan_guards_is_bit_identical(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, texts: list[str], tmp_path: Path
+) -> None:
+    """The guards dropped from the plain graph were dead: its int8 vectors equal, bit for bit, those of the
+    same graph exported with them (the README's claim, and why the int8 default kept every dev figure)."""
+    import askdocs.embed as embed_mod
+
+    sample = ["", *texts[:32]]  # an empty text, and batches padded to different lengths
+    monkeypatch.setenv("ASKDOCS_CACHE", str(cache))
+    without = OnnxEmbedder(CPU_DEFAULT_MODEL, quantize=True, fuse=False).embed_documents(sample)
+    monkeypatch.setenv("ASKDOCS_CACHE", str(tmp_path))
+    monkeypatch.setattr(embed_mod, "_drop_nan_guards", lambda path: None)
+    guarded = OnnxEmbedder(CPU_DEFAULT_MODEL, quantize=True, fuse=False).embed_documents(sample)
+    [folder] = list(tmp_path.glob("onnx/*"))
+    ops = {node.op_type for node in onnxlib.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
+    assert "IsNaN" in ops  # really the guarded graph
+    assert np.array_equal(without, guarded)
+
+
 def test_backend_choice_is_checked() -> None:
     assert type(make_embedder(CPU_DEFAULT_MODEL, "torch")) is Embedder
     assert isinstance(make_embedder(CPU_DEFAULT_MODEL, "onnx-int8"), OnnxEmbedder)
